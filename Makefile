@@ -1,0 +1,41 @@
+# The two commands of the README: `make run` (the whole pipeline on params.yaml) and `make test`.
+# Both create the virtual environment from requirements.lock first (about 3 minutes, once).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.trickbench-installed
+CORES ?= all
+# glibc: keep freed activations mapped instead of returning them to the kernel every step (platform.md)
+export MALLOC_MMAP_THRESHOLD_ ?= 2147483647
+export MALLOC_TRIM_THRESHOLD_ ?= 4294967296
+
+.PHONY: venv run test test-fast report-html lock clean-artifacts
+
+venv: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $@
+
+run: venv
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --cores $(CORES)
+
+test: venv
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -q -ra
+
+test-fast: venv
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -q -ra -m "not slow and not slurm"
+
+report-html: venv
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --cores 1 --report $(or $(RESULTS),results)/report.html
+
+lock: venv
+	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^trickbench' > requirements.lock.new
+	{ echo '# Every package of the environment, pinned (pip freeze of a working install). Update with `make lock`.'; cat requirements.lock.new; } > requirements.lock && rm requirements.lock.new
+
+clean-artifacts:
+	rm -rf artifacts mlflow.db mlartifacts .snakemake

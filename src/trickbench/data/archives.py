@@ -1,0 +1,619 @@
+"""Safe reading of image trees (ZIP, tar, folder) and fast parallel decoding to uint8 arrays.
+
+An *image tree* holds `<class>/<image>` or `<split>/<class>/<image>` files (splits: `train`, `test`),
+possibly below one or more wrapping folders (`mydata/train/cat/1.png`), which are stripped.
+
+Nothing is ever extracted to disk: members are read into memory by name. Even so, an archive holding a
+member with an absolute path or a `..` component is rejected as a whole (`DataError` naming the member),
+as are tar members that are links or devices. Files whose extension is not an image extension (README.txt,
+.DS_Store, `__MACOSX/` resource forks, other hidden files) are skipped with one `DataWarning` naming them;
+a file with an image extension that Pillow cannot decode is a `DataError` naming the archive and member.
+
+Decoding: `decode_members` splits the member list into chunks and decodes them in a process pool
+(fork start method on Linux, so stage scripts without a `__main__` guard are safe; spawn elsewhere).
+Every worker opens its own handle on the archive (an open file must not be shared across processes).
+Small jobs (< `POOL_MIN_IMAGES`) or `workers=1` decode in-process. A tqdm bar on stderr counts images.
+"""
+from __future__ import annotations
+
+import concurrent.futures as cf
+import hashlib
+import io
+import multiprocessing
+import os
+import re
+import sys
+import tarfile
+import warnings
+import zipfile
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+from PIL import Image
+
+from trickbench.io import sha256_file
+
+__all__ = [
+    "DataError", "DataWarning", "IMAGE_EXTENSIONS", "SPLITS", "DecodeSpec", "ImageTree", "TreeLayout",
+    "open_tree", "tree_layout", "decode_image", "decode_members", "fit_and_pad", "md5_file",
+    "check_member_name", "read_tar_members",
+]
+
+
+class DataError(Exception):
+    """Bad input data; the message names the file (and member) at fault and what was expected."""
+
+
+class DataWarning(UserWarning):
+    """Input that is tolerated but worth knowing about (skipped non-image members, unlabelled files)."""
+
+
+IMAGE_EXTENSIONS = frozenset({
+    ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp",
+    ".ppm", ".pgm", ".pbm", ".pnm",
+})
+SPLITS = ("train", "test")
+RESAMPLE = Image.Resampling.BICUBIC  # used by fit_and_pad; antialiased when shrinking
+POOL_MIN_IMAGES = 2048  # below this, decoding in-process beats starting a pool
+CHUNK_IMAGES = 1024  # images per pool task (a chunk of 32x32 RGB is 3 MiB)
+
+_UNSAFE_DRIVE = re.compile(r"^[A-Za-z]:")
+
+
+# ---------------------------------------------------------------------------------------------------
+# checksums
+# ---------------------------------------------------------------------------------------------------
+def md5_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------------
+# trees: ZIP, tar, folder
+# ---------------------------------------------------------------------------------------------------
+def check_member_name(name: str, origin: str | os.PathLike) -> str:
+    """Return the member name with `/` separators; DataError for absolute paths and `..` components."""
+    posix = name.replace("\\", "/")
+    if posix.startswith("/") or _UNSAFE_DRIVE.match(posix) or ".." in posix.split("/"):
+        raise DataError(
+            f"{origin}: unsafe member name {name!r} (absolute path or '..' component); "
+            "refusing to read this archive"
+        )
+    while posix.startswith("./"):
+        posix = posix[2:]
+    return posix
+
+
+class ImageTree:
+    """Files and folders of an archive or directory, addressed by relative POSIX paths."""
+
+    kind: str = ""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.files: list[str] = []  # regular files, in the tree's own order
+        self.dirs: set[str] = set()  # folders (explicit entries and parents of files), no trailing '/'
+
+    def _add_parents(self) -> None:
+        for name in self.files:
+            parts = name.split("/")[:-1]
+            for i in range(1, len(parts) + 1):
+                self.dirs.add("/".join(parts[:i]))
+
+    def read(self, name: str) -> bytes:
+        raise NotImplementedError
+
+    def read_many(self, names: Sequence[str]) -> list[bytes]:
+        return [self.read(name) for name in names]
+
+    def verify(self) -> str:
+        """Check whatever integrity data the container carries; return a one-line description."""
+        return "none"
+
+    def digest(self) -> str:
+        return sha256_file(self.path)
+
+    def nbytes(self) -> int:
+        return self.path.stat().st_size
+
+    def handle(self) -> tuple[str, str] | None:
+        """A picklable description a worker process uses to open its own copy (None: send bytes)."""
+        return None
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> "ImageTree":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+_ZIP_READ_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, RuntimeError,
+                    NotImplementedError, ValueError, KeyError)
+
+
+class ZipTree(ImageTree):
+    kind = "zip"
+
+    def __init__(self, path: Path):
+        super().__init__(path)
+        try:
+            self.zf = zipfile.ZipFile(self.path)
+        except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
+            raise DataError(f"{self.path}: not a readable ZIP archive (corrupt or truncated?): {exc}") from None
+        try:
+            self._names: dict[str, str] = {}  # posix name -> name inside the ZIP
+            for info in self.zf.infolist():
+                name = check_member_name(info.filename, self.path)
+                if info.is_dir():
+                    self.dirs.add(name.rstrip("/"))
+                    continue
+                if name in self._names:
+                    raise DataError(f"{self.path}: member {name!r} occurs twice; refusing an ambiguous archive")
+                self._names[name] = info.filename
+                self.files.append(name)
+            self._add_parents()
+        except BaseException:
+            self.zf.close()
+            raise
+
+    def read(self, name: str) -> bytes:
+        try:
+            return self.zf.read(self._names[name])
+        except _ZIP_READ_ERRORS as exc:
+            raise DataError(f"{self.path}: member {name!r}: cannot read ({type(exc).__name__}: {exc})") from None
+
+    def verify(self) -> str:
+        try:
+            bad = self.zf.testzip()
+        except _ZIP_READ_ERRORS as exc:
+            raise DataError(f"{self.path}: corrupt or truncated ZIP ({type(exc).__name__}: {exc})") from None
+        if bad is not None:
+            raise DataError(f"{self.path}: member {bad!r} fails its CRC-32 check (corrupt archive)")
+        return f"CRC-32 of {len(self.files)} members"
+
+    def handle(self) -> tuple[str, str]:
+        return ("zip", str(self.path))
+
+    def close(self) -> None:
+        self.zf.close()
+
+
+class TarTree(ImageTree):
+    """A tar archive (any compression tarfile reads); members are read in archive order, in memory."""
+
+    kind = "tar"
+
+    def __init__(self, path: Path):
+        super().__init__(path)
+        try:
+            self.tf = tarfile.open(self.path, "r:*")
+            members = self.tf.getmembers()
+        except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
+            raise DataError(f"{self.path}: not a readable tar archive (corrupt or truncated?): {exc}") from None
+        self._members: dict[str, tarfile.TarInfo] = {}
+        for member in members:
+            name = check_member_name(member.name, self.path)
+            if member.isdir():
+                self.dirs.add(name.rstrip("/"))
+            elif member.isfile():
+                if name in self._members:
+                    raise DataError(f"{self.path}: member {name!r} occurs twice; refusing an ambiguous archive")
+                self._members[name] = member
+                self.files.append(name)
+            else:
+                raise DataError(
+                    f"{self.path}: member {member.name!r} is a link or special file; "
+                    "only regular files and folders are allowed"
+                )
+        self._add_parents()
+
+    def read_many(self, names: Sequence[str]) -> list[bytes]:
+        wanted = {name: i for i, name in enumerate(names)}
+        out: list[bytes | None] = [None] * len(names)
+        ordered = sorted(wanted, key=lambda n: self._members[n].offset_data)  # sequential in a gzip stream
+        for name in ordered:
+            try:
+                handle = self.tf.extractfile(self._members[name])
+                assert handle is not None
+                out[wanted[name]] = handle.read()
+            except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
+                raise DataError(f"{self.path}: member {name!r}: cannot read ({type(exc).__name__}: {exc})") from None
+        return out  # type: ignore[return-value]
+
+    def read(self, name: str) -> bytes:
+        if name not in self._members:
+            raise DataError(f"{self.path}: member {name!r} not found")
+        return self.read_many([name])[0]
+
+    def verify(self) -> str:
+        # tar carries no checksum of the data; reading the whole stream catches truncation and gzip CRC errors
+        try:
+            for member in self._members.values():
+                handle = self.tf.extractfile(member)
+                assert handle is not None
+                while handle.read(1 << 20):
+                    pass
+        except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
+            raise DataError(f"{self.path}: corrupt or truncated tar archive ({type(exc).__name__}: {exc})") from None
+        return f"read all {len(self.files)} members (gzip CRC where compressed)"
+
+    def close(self) -> None:
+        self.tf.close()
+
+
+class DirTree(ImageTree):
+    kind = "dir"
+
+    def __init__(self, path: Path, *, scan: bool = True):
+        super().__init__(path)
+        if not scan:  # a worker only reads files by name
+            return
+        for root, dirnames, filenames in os.walk(self.path):
+            dirnames.sort()
+            rel = Path(root).relative_to(self.path).as_posix()
+            prefix = "" if rel == "." else rel + "/"
+            for d in dirnames:
+                self.dirs.add(prefix + d)
+            for f in sorted(filenames):
+                self.files.append(prefix + f)
+        self._add_parents()
+
+    def read(self, name: str) -> bytes:
+        try:
+            return (self.path / name).read_bytes()
+        except OSError as exc:
+            raise DataError(f"{self.path / name}: cannot read ({exc})") from None
+
+    def digest(self) -> str:
+        """sha256 over the sorted lines `<relative path>\\0<sha256 of the file>\\n` of every file."""
+        digest = hashlib.sha256()
+        for name in sorted(self.files):
+            digest.update(f"{name}\0{sha256_file(self.path / name)}\n".encode())
+        return digest.hexdigest()
+
+    def nbytes(self) -> int:
+        return sum((self.path / name).stat().st_size for name in self.files)
+
+    def handle(self) -> tuple[str, str]:
+        return ("dir", str(self.path))
+
+
+def read_tar_members(path: str | os.PathLike, wanted: Iterable[str]) -> dict[str, bytes]:
+    """Read the named members of a (compressed) tar in one sequential pass; DataError if any is missing,
+    if a member name is unsafe, or if the archive is corrupt or truncated."""
+    path = Path(path)
+    wanted = set(wanted)
+    found: dict[str, bytes] = {}
+    try:
+        with tarfile.open(path, "r|*") as tf:
+            for member in tf:
+                name = check_member_name(member.name, path)
+                if name in wanted and member.isfile():
+                    handle = tf.extractfile(member)
+                    assert handle is not None
+                    found[name] = handle.read()
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
+        raise DataError(f"{path}: corrupt or truncated tar archive ({type(exc).__name__}: {exc})") from None
+    missing = sorted(wanted - set(found))
+    if missing:
+        raise DataError(f"{path}: missing member(s) {_list_for_message(missing)}")
+    return found
+
+
+def open_tree(path: str | os.PathLike) -> ImageTree:
+    """Open a folder, a ZIP or a tar archive (chosen by suffix, else by content)."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        return DirTree(path)
+    if not path.exists():
+        raise DataError(f"{path}: no such file or folder")
+    name = path.name.lower()
+    if name.endswith(".zip"):
+        return ZipTree(path)
+    if name.endswith((".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")):
+        return TarTree(path)
+    if zipfile.is_zipfile(path):
+        return ZipTree(path)
+    try:
+        is_tar = tarfile.is_tarfile(path)
+    except (OSError, EOFError):
+        is_tar = False
+    if is_tar:
+        return TarTree(path)
+    raise DataError(f"{path}: not a folder, a ZIP archive or a tar archive")
+
+
+# ---------------------------------------------------------------------------------------------------
+# layout: <class>/<image> or <split>/<class>/<image>
+# ---------------------------------------------------------------------------------------------------
+@dataclass
+class TreeLayout:
+    splits: dict[str, dict[str, list[str]]]  # split -> class -> member names (sorted)
+    class_names: list[str]
+    prefix: str = ""  # wrapping folders stripped, with trailing '/'
+    split_folders: bool = False  # True: <split>/<class>/<image>
+    skipped: list[str] = field(default_factory=list)  # non-image members
+    unlabelled: list[str] = field(default_factory=list)  # images directly under a split folder
+
+    def members(self, split: str) -> tuple[list[str], np.ndarray]:
+        names: list[str] = []
+        labels: list[int] = []
+        for index, cls in enumerate(self.class_names):
+            files = self.splits[split].get(cls, [])
+            names.extend(files)
+            labels.extend([index] * len(files))
+        return names, np.asarray(labels, dtype=np.int64)
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        return {split: {cls: len(files) for cls, files in classes.items()} for split, classes in self.splits.items()}
+
+
+def _is_image(name: str) -> bool:
+    parts = name.split("/")
+    if any(part.startswith(".") or part == "__MACOSX" for part in parts):
+        return False
+    return os.path.splitext(parts[-1])[1].lower() in IMAGE_EXTENSIONS
+
+
+def _list_for_message(names: Sequence[str], limit: int = 10) -> str:
+    shown = ", ".join(repr(n) for n in names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def tree_layout(tree: ImageTree, *, main_split: str = "train", ignore_splits: Iterable[str] = ()) -> TreeLayout:
+    """Find the classes (and splits) of an image tree; DataError on any layout it cannot trust.
+
+    main_split: the split that must be present; a tree without split folders is all `main_split`.
+    ignore_splits: split folders to leave out (with a warning) instead of reading, e.g. ndsb's `test`.
+    Class names are the sorted folder names of `main_split`; every other split must have the same set.
+    """
+    origin = tree.path
+    skipped = [name for name in tree.files if not _is_image(name)]
+    images = [name for name in tree.files if _is_image(name)]
+    if skipped:
+        warnings.warn(f"{origin}: skipping {len(skipped)} non-image member(s): {_list_for_message(skipped)}",
+                      DataWarning, stacklevel=3)
+    if not images:
+        raise DataError(
+            f"{origin}: no image files found (expected <class>/<image> or <split>/<class>/<image> "
+            f"with an extension among {' '.join(sorted(IMAGE_EXTENSIONS))})"
+        )
+
+    # strip wrapping folders (all images below one folder that is not a split folder)
+    prefix = ""
+    rel = images
+    while True:
+        firsts = {name.split("/", 1)[0] for name in rel}
+        if len(firsts) != 1 or next(iter(firsts)) in SPLITS or any(name.count("/") < 2 for name in rel):
+            break
+        top = next(iter(firsts)) + "/"
+        prefix += top
+        rel = [name[len(top):] for name in rel]
+
+    dirs = {d[len(prefix):] for d in tree.dirs if d.startswith(prefix) and len(d) > len(prefix)}
+    split_folders = any(name.split("/", 1)[0] in SPLITS and name.count("/") >= 1 for name in rel)
+    ignore = set(ignore_splits)
+    splits: dict[str, dict[str, list[str]]] = {}
+    unlabelled: list[str] = []
+    ignored: list[str] = []
+    expected = "<split>/<class>/<image> (split: train or test)" if split_folders else "<class>/<image>"
+    for name in rel:
+        parts = name.split("/")
+        full = prefix + name
+        if split_folders:
+            if parts[0] not in SPLITS or len(parts) < 2:
+                raise DataError(
+                    f"{origin}: member {full!r} is outside the split folders train/ and test/ "
+                    f"(expected {expected}; merge validation images into train/, the pipeline makes its own "
+                    "validation split)"
+                )
+            if parts[0] in ignore:
+                ignored.append(full)
+                continue
+            if len(parts) == 2:
+                unlabelled.append(full)
+                continue
+            if len(parts) != 3:
+                raise DataError(f"{origin}: member {full!r} is nested too deep (expected {expected})")
+            splits.setdefault(parts[0], {}).setdefault(parts[1], []).append(full)
+        else:
+            if len(parts) != 2:
+                raise DataError(f"{origin}: member {full!r} does not fit the layout (expected {expected})")
+            splits.setdefault(main_split, {}).setdefault(parts[0], []).append(full)
+    if unlabelled:
+        warnings.warn(f"{origin}: skipping {len(unlabelled)} unlabelled image(s) directly under a split folder: "
+                      f"{_list_for_message(unlabelled, 3)}", DataWarning, stacklevel=3)
+    if ignored:
+        warnings.warn(f"{origin}: ignoring {len(ignored)} image(s) under {'/, '.join(sorted(ignore))}/",
+                      DataWarning, stacklevel=3)
+
+    # class folders without any image (empty, or holding only skipped files)
+    for d in sorted(dirs):
+        parts = d.split("/")
+        if split_folders:
+            if len(parts) == 1 and parts[0] in SPLITS and parts[0] not in ignore and parts[0] not in splits:
+                if not any(u.startswith(prefix + parts[0] + "/") for u in unlabelled):
+                    raise DataError(f"{origin}: split folder {prefix + d + '/'!r} holds no class folders with images")
+            if len(parts) == 2 and parts[0] in SPLITS and parts[0] not in ignore:
+                if parts[1] not in splits.get(parts[0], {}):
+                    raise DataError(f"{origin}: class folder {prefix + d + '/'!r} holds no images")
+        elif len(parts) == 1 and parts[0] not in splits.get(main_split, {}):
+            raise DataError(f"{origin}: class folder {prefix + d + '/'!r} holds no images")
+
+    if main_split not in splits:
+        ignored_splits = {name[len(prefix):].split("/", 1)[0] for name in ignored}
+        found = ", ".join([f"{s}/" for s in sorted(splits)] + [f"{s}/ (not used here)" for s in sorted(ignored_splits)])
+        found = found or "nothing"
+        raise DataError(f"{origin}: no labelled {main_split}/ split (found {found}; expected {expected})")
+    class_names = sorted(splits[main_split])
+    for split, classes in splits.items():
+        if set(classes) != set(class_names):
+            missing = sorted(set(class_names) - set(classes))
+            extra = sorted(set(classes) - set(class_names))
+            raise DataError(
+                f"{origin}: class folders of {prefix}{split}/ differ from {prefix}{main_split}/ "
+                f"(missing: {missing or 'none'}; extra: {extra or 'none'})"
+            )
+        for files in classes.values():
+            files.sort()
+    return TreeLayout(splits=splits, class_names=class_names, prefix=prefix, split_folders=split_folders,
+                      skipped=skipped, unlabelled=unlabelled)
+
+
+# ---------------------------------------------------------------------------------------------------
+# decoding
+# ---------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DecodeSpec:
+    """How one image becomes an (H, W, C) uint8 array.
+
+    channels: 1 (Image.convert("L")) or 3 (Image.convert("RGB")).
+    image_size: None keeps the size (then every image must be `expected_hw`), else `fit_and_pad`.
+    pad_value: background for fit_and_pad (0..255, every channel).
+    """
+
+    channels: int = 3
+    image_size: int | None = None
+    pad_value: int = 0
+    expected_hw: tuple[int, int] | None = None
+
+    def describe(self) -> dict:
+        return {"channels": self.channels, "image_size": self.image_size, "pad_value": self.pad_value,
+                "expected_hw": list(self.expected_hw) if self.expected_hw else None,
+                "resample": RESAMPLE.name.lower(), "pillow": Image.__version__}
+
+
+def fit_and_pad(image: Image.Image, size: int, pad_value: int) -> Image.Image:
+    """Resize keeping the aspect ratio so the longer side is `size` (up or down), centre on a
+    size x size canvas filled with `pad_value` (offset (size - w) // 2, (size - h) // 2)."""
+    w, h = image.size
+    scale = size / max(w, h)
+    nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+    if (nw, nh) != (w, h):
+        image = image.resize((nw, nh), RESAMPLE)
+    if (nw, nh) == (size, size):
+        return image
+    fill = pad_value if image.mode == "L" else (pad_value,) * len(image.getbands())
+    canvas = Image.new(image.mode, (size, size), fill)
+    canvas.paste(image, ((size - nw) // 2, (size - nh) // 2))
+    return canvas
+
+
+def decode_image(data: bytes, spec: DecodeSpec, where: str) -> np.ndarray:
+    """Decode one encoded image to (H, W, C) uint8; DataError naming `where` if it cannot be done."""
+    mode = "L" if spec.channels == 1 else "RGB"
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+            converted = image if image.mode == mode else image.convert(mode)
+            if spec.image_size is not None:
+                converted = fit_and_pad(converted, spec.image_size, spec.pad_value)
+            array = np.asarray(converted, dtype=np.uint8)
+    except Exception as exc:  # Pillow raises many types (OSError, SyntaxError, ValueError, ...)
+        raise DataError(f"{where}: cannot decode image ({type(exc).__name__}: {exc})") from None
+    if spec.expected_hw is not None and array.shape[:2] != tuple(spec.expected_hw):
+        h, w = spec.expected_hw
+        raise DataError(
+            f"{where}: image is {array.shape[1]}x{array.shape[0]} (width x height) but {w}x{h} was expected "
+            "(set the image_size option to resize and pad every image)"
+        )
+    return array[:, :, None] if array.ndim == 2 else array
+
+
+_WORKER_TREES: dict[tuple[int, str, str], ImageTree] = {}
+
+
+def _worker_tree(handle: tuple[str, str]) -> ImageTree:
+    # keyed by pid: a forked child must never use its parent's open file (shared file offset)
+    key = (os.getpid(), *handle)
+    tree = _WORKER_TREES.get(key)
+    if tree is None:
+        kind, path = handle
+        tree = ZipTree(Path(path)) if kind == "zip" else DirTree(Path(path), scan=False)
+        _WORKER_TREES[key] = tree
+    return tree
+
+
+def _decode_chunk(handle: tuple[str, str] | None, origin: str, names: Sequence[str],
+                  payloads: Sequence[bytes] | None, spec: DecodeSpec, shape: tuple[int, ...]) -> np.ndarray:
+    out = np.empty((len(names), *shape), dtype=np.uint8)
+    tree = _worker_tree(handle) if payloads is None and handle is not None else None
+    for i, name in enumerate(names):
+        data = payloads[i] if payloads is not None else tree.read(name)  # type: ignore[union-attr]
+        where = f"{origin}/{name}" if handle and handle[0] == "dir" else f"{origin}: member {name!r}"
+        out[i] = decode_image(data, spec, where)
+    return out
+
+
+def _default_workers() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _mp_context() -> multiprocessing.context.BaseContext:
+    return multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+
+
+def decode_members(tree: ImageTree, names: Sequence[str], spec: DecodeSpec, *, workers: int | None = None,
+                   progress: bool = True, desc: str = "decode") -> np.ndarray:
+    """Decode `names` of `tree` into one (N, H, W, C) uint8 array, in order.
+
+    The output shape comes from `spec` (image_size or expected_hw); without either, the first image
+    sets the size every other image must have.
+    """
+    from tqdm import tqdm
+
+    if not names:
+        return np.empty((0, 0, 0, spec.channels), dtype=np.uint8)
+    origin = str(tree.path)
+    if spec.image_size is not None:
+        shape = (spec.image_size, spec.image_size, spec.channels)
+    else:
+        if spec.expected_hw is None:
+            first = decode_image(tree.read(names[0]), spec, f"{origin}: member {names[0]!r}")
+            spec = DecodeSpec(spec.channels, None, spec.pad_value, (first.shape[0], first.shape[1]))
+        shape = (*spec.expected_hw, spec.channels)  # type: ignore[misc]
+    workers = _default_workers() if workers is None else max(1, int(workers))
+    handle = tree.handle()
+    chunk = CHUNK_IMAGES if len(names) >= workers * CHUNK_IMAGES * 4 else max(64, -(-len(names) // (workers * 4)))
+    starts = list(range(0, len(names), chunk))
+    out = np.empty((len(names), *shape), dtype=np.uint8)
+    bar = tqdm(total=len(names), desc=desc, unit="img", file=sys.stderr, disable=not progress, leave=False)
+    try:
+        in_process = workers == 1 or len(names) < POOL_MIN_IMAGES or multiprocessing.current_process().daemon
+        if in_process:
+            for start in starts:
+                part = names[start:start + chunk]
+                payloads = tree.read_many(part)
+                out[start:start + len(part)] = _decode_chunk(handle, origin, part, payloads, spec, shape)
+                bar.update(len(part))
+            return out
+        with cf.ProcessPoolExecutor(min(workers, len(starts)), mp_context=_mp_context()) as pool:
+            futures = {}
+            for start in starts:
+                part = list(names[start:start + chunk])
+                payloads = tree.read_many(part) if handle is None else None
+                futures[pool.submit(_decode_chunk, handle, origin, part, payloads, spec, shape)] = start
+            try:
+                for future in cf.as_completed(futures):
+                    block = future.result()
+                    start = futures[future]
+                    out[start:start + len(block)] = block
+                    bar.update(len(block))
+            except BaseException:
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
+        return out
+    finally:
+        bar.close()

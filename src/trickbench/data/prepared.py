@@ -1,0 +1,66 @@
+"""The prepared data set: uint8 arrays per split, one uncompressed .npz written atomically."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from trickbench.io import atomic_path, sha256_arrays
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class Prepared:
+    images: dict[str, np.ndarray]  # split -> uint8 (N, H, W, C)
+    labels: dict[str, np.ndarray]  # split -> int64 (N,)
+    class_names: list[str]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.images["train"].shape[1:])  # type: ignore[return-value]
+
+    def digest(self) -> str:
+        arrays = [a for split in SPLITS for a in (self.images[split], self.labels[split])]
+        return sha256_arrays(*arrays)
+
+    def class_counts(self) -> dict[str, list[int]]:
+        return {split: np.bincount(self.labels[split], minlength=self.num_classes).tolist() for split in SPLITS}
+
+
+def save_prepared(path: str | Path, prepared: Prepared) -> None:
+    arrays = {f"{kind}_{split}": getattr(prepared, kind)[split] for kind in ("images", "labels") for split in SPLITS}
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as handle:  # a file handle stops numpy from appending ".npz"
+            np.savez(handle, class_names=np.array(prepared.class_names), **arrays)
+
+
+def load_prepared(path: str | Path) -> Prepared:
+    with np.load(path, allow_pickle=False) as archive:
+        return Prepared(
+            images={split: archive[f"images_{split}"] for split in SPLITS},
+            labels={split: archive[f"labels_{split}"].astype(np.int64) for split in SPLITS},
+            class_names=[str(name) for name in archive["class_names"]],
+        )
+
+
+def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (kept, held_out): `fraction` of every class held out (at least one where a class has ≥ 2)."""
+    rng = np.random.default_rng(seed)
+    kept, held = [], []
+    for cls in np.unique(labels):
+        members = np.flatnonzero(labels == cls)
+        rng.shuffle(members)
+        n_held = int(round(fraction * len(members)))
+        if len(members) >= 2:
+            n_held = min(max(n_held, 1), len(members) - 1)
+        else:
+            n_held = 0
+        held.append(members[:n_held])
+        kept.append(members[n_held:])
+    return np.sort(np.concatenate(kept)), np.sort(np.concatenate(held))

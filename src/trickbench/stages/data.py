@@ -1,0 +1,107 @@
+"""Stages download, prepare and stats: raw files -> verified record -> uint8 splits -> statistics."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from trickbench.data.prepared import Prepared, save_prepared, stratified_split
+from trickbench.io import atomic_path, read_json, write_json
+from trickbench.paths import Layout
+from trickbench import tracking
+
+
+def download(params: dict[str, Any], layout: Layout) -> dict[str, Any]:
+    """Locate or fetch the raw data and verify its checksums, so later stages never download."""
+    from trickbench.data.sources import fetch
+
+    data = params["data"]
+    record = fetch(data["source"], data["options"], layout.raw_dir)
+    write_json(layout.download_record, record)
+    return record
+
+
+def prepare(params: dict[str, Any], layout: Layout, progress: bool = True) -> dict[str, Any]:
+    """Decode once into uint8 arrays; deterministic stratified train/val(/test) split; digest."""
+    from trickbench.data.sources import load
+
+    data = params["data"]
+    if not layout.download_record.exists():
+        raise FileNotFoundError(f"{layout.download_record}: missing; run the download stage first")
+    raw = load(data["source"], data["options"], layout.raw_dir, progress=progress)
+    images, labels = raw.train.images, raw.train.labels
+    if raw.test is None:  # no labelled test split (digits, NDSB): hold one out of the training data
+        kept, held = stratified_split(labels, data["test_fraction"], data["split_seed"])
+        test_images, test_labels = images[held], labels[held]
+        images, labels = images[kept], labels[kept]
+    else:
+        test_images, test_labels = raw.test.images, raw.test.labels
+    kept, held = stratified_split(labels, data["val_fraction"], data["split_seed"] + 1)
+    prepared = Prepared(
+        images={"train": images[kept], "val": images[held], "test": test_images},
+        labels={"train": labels[kept], "val": labels[held], "test": test_labels},
+        class_names=list(raw.class_names),
+    )
+    manifest = {
+        "source": data["source"],
+        "digest": prepared.digest(),
+        "class_names": prepared.class_names,
+        "class_counts": prepared.class_counts(),
+        "sizes": {split: int(len(prepared.labels[split])) for split in prepared.labels},
+        "image_shape": list(prepared.image_shape),
+        "test_split": "source" if raw.test is not None else f"held out ({data['test_fraction']:g} of train)",
+        "val_fraction": data["val_fraction"],
+        "split_seed": data["split_seed"],
+        "provenance": raw.provenance,
+    }
+    save_prepared(layout.prepared, prepared)
+    write_json(layout.manifest, manifest)
+    run = tracking.open_run(params, f"{params['tracking']['experiment_prefix']}-{tracking.DATA_EXPERIMENT}",
+                            "prepare", {"trickbench.stage": "prepare", "trickbench.data_digest": manifest["digest"]},
+                            {"data": data})
+    run.log_dataset(data["source"], manifest["digest"], str(layout.prepared),
+                    {"features": prepared.images["train"], "targets": prepared.labels["train"]}, "training")
+    run.log_artifact(layout.manifest)
+    run.end()
+    return manifest
+
+
+def stats(params: dict[str, Any], layout: Layout) -> dict[str, Any]:
+    """Channel statistics, RGB PCA (fancy PCA) and whitening matrices of the TRAINING split only."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from trickbench.data.prepared import load_prepared
+    from trickbench.data.stats import compute_stats, plot_spectrum
+
+    prepared = load_prepared(layout.prepared)
+    summary, arrays = compute_stats(prepared.images["train"], epsilon=params["stats"]["whitening_epsilon"])
+    summary["data_digest"] = read_json(layout.manifest)["digest"]
+    with atomic_path(layout.stats_arrays) as tmp:
+        with open(tmp, "wb") as handle:
+            np.savez(handle, **arrays)
+    write_json(layout.stats_json, summary)
+    figure = plot_spectrum(summary, arrays)  # the report stage writes it under results/
+    run = tracking.open_run(params, f"{params['tracking']['experiment_prefix']}-{tracking.DATA_EXPERIMENT}",
+                            "stats", {"trickbench.stage": "stats", "trickbench.data_digest": summary["data_digest"]},
+                            {"stats": params["stats"]})
+    run.log_metrics({f"eigenvalue_{i}": v for i, v in enumerate(summary["eigenvalues"])}, step=0)
+    run.log_artifact(layout.stats_json)
+    run.log_figure(figure, "pca_spectrum.png")
+    run.end()
+    plt.close(figure)
+    return summary
+
+
+def init_tracking(params: dict[str, Any], layout: Layout) -> dict[str, Any]:
+    """Create the MLflow store and every experiment once, before train jobs fan out."""
+    if not params["tracking"]["enabled"]:
+        record: dict[str, Any] = {"enabled": False}
+    else:
+        uri = tracking.tracking_uri(params)
+        names = [tracking.experiment_name(params, s) for s in [tracking.DATA_EXPERIMENT, *params["studies"]]]
+        record = {"enabled": True, "uri": uri, "experiments": tracking.ensure_experiments(uri, names)}
+    write_json(layout.tracking_record, record)
+    return record

@@ -1,0 +1,109 @@
+"""Stage train: one grid point -> metrics, curves, predictions, model, diagnostics, one MLflow run."""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from trickbench import tracking
+from trickbench.grid import GridPoint, find_point, study_points
+from trickbench.io import atomic_path, digest_json, read_json, write_json
+from trickbench.paths import Layout
+
+
+def run_digest(point: GridPoint, data_digest: str) -> str:
+    """What a checkpoint and a finished run belong to: the full configuration and the data."""
+    return digest_json({"config": point.config, "data": data_digest})
+
+
+def write_csv(path: Path, rows: list[dict[str, Any]] | list[tuple], header: list[str]) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(header)
+            for row in rows:
+                writer.writerow([row[key] for key in header] if isinstance(row, dict) else row)
+
+
+def train_point(params: dict[str, Any], layout: Layout, study: str, point_id: str) -> dict[str, Any]:
+    import torch
+
+    from trickbench.data.prepared import load_prepared
+    from trickbench.data.stats import load_stats
+    from trickbench.report.figures import learning_curve_figure
+    from trickbench.train.loop import load_checkpoint, resolve_device, train
+
+    point = find_point(params, study, point_id)
+    manifest = read_json(layout.manifest)
+    digest = run_digest(point, manifest["digest"])
+    run_dir = layout.run_dir(study, point_id)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint_path = layout.checkpoint(study, point_id)
+    previous = load_checkpoint(checkpoint_path, digest)
+
+    prepared = load_prepared(layout.prepared)
+    stats = load_stats(layout.stats_json, layout.stats_arrays, device=resolve_device(point.config["device"]))
+    tags = {
+        "trickbench.study": study, "trickbench.grid_point": point_id,
+        "trickbench.params_digest": point.config_digest, "trickbench.data_digest": manifest["digest"],
+        "trickbench.run_digest": digest, **{f"axis.{k}": str(v) for k, v in point.axes.items()},
+    }
+    run = tracking.open_run(params, tracking.experiment_name(params, study), point_id, tags,
+                            {**point.config, "data.source": params["data"]["source"]},
+                            run_id=previous.get("mlflow_run_id") if previous else None)
+    if previous is None:
+        run.log_dataset(params["data"]["source"], manifest["digest"], str(layout.prepared),
+                        {"features": prepared.images["train"], "targets": prepared.labels["train"]}, "training")
+    try:
+        result = train(point.config, prepared, stats, config_digest=digest, checkpoint_path=checkpoint_path,
+                       tracker=run)
+    except BaseException:
+        run.end("FAILED")
+        raise
+
+    write_csv(run_dir / "history.csv", result.history,
+              ["epoch", "train_loss", "train_error", "val_loss", "val_error", "lr", "seconds"])
+    write_csv(run_dir / "batch_loss.csv", result.batch_losses, ["epoch", "batch", "loss"])
+    with atomic_path(run_dir / "predictions.npz") as tmp:
+        with open(tmp, "wb") as handle:
+            np.savez(handle, **result.predictions)
+    with atomic_path(run_dir / "model.pt") as tmp:
+        torch.save(result.model_state, tmp)
+    write_json(run_dir / "diagnostics.json", result.diagnostics)
+    metrics = {
+        "study": study, "point_id": point_id, "axes": point.axes, "config": point.config,
+        "status": result.status, "run_digest": digest, "data_digest": manifest["digest"],
+        "mlflow_run_id": run.run_id, "resumed_from_epoch": result.resumed_from_epoch, **result.metrics,
+    }
+
+    run.log_metrics({f"final_{k}": v for k, v in result.metrics.items()}, step=len(result.history))
+    run.set_tags({"trickbench.status": result.status})
+    figure = learning_curve_figure(result.history, title=f"{study}: {point_id}")
+    run.log_figure(figure, "learning_curves.png")
+    for name in ("history.csv", "batch_loss.csv", "diagnostics.json"):
+        run.log_artifact(run_dir / name)
+    write_json(run_dir / "metrics.json", metrics)  # last: its presence marks a complete run
+    run.log_artifact(run_dir / "metrics.json")
+    run.end("FINISHED" if result.status == "completed" else "FAILED")
+    return metrics
+
+
+def train_study(params: dict[str, Any], layout: Layout, study: str) -> list[dict[str, Any]]:
+    """Every grid point of a study in one process (DVC's grouping); finished points are kept."""
+    manifest = read_json(layout.manifest)
+    results = []
+    for point in study_points(params, study):
+        metrics_path = layout.run_dir(study, point.point_id) / "metrics.json"
+        if metrics_path.exists():
+            try:
+                done = read_json(metrics_path)
+                if done.get("run_digest") == run_digest(point, manifest["digest"]):
+                    results.append(done)
+                    continue
+            except ValueError:
+                pass
+            metrics_path.unlink()
+        results.append(train_point(params, layout, study, point.point_id))
+    return results

@@ -1,0 +1,185 @@
+"""MLflow, and the only module that imports it.
+
+The default store is an SQLite file in the project (`mlflow.db`, artifacts in `mlartifacts/`), both
+git-ignored; `$MLFLOW_TRACKING_URI` or params `tracking.uri` point every job at a tracking server
+instead (needed on a cluster: SQLite on a network file system is unsafe). The store and the
+experiments are created once, by the `tracking` stage, before train jobs fan out: several processes
+opening a fresh SQLite store at once race on its schema migration.
+"""
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import time
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+T = TypeVar("T")
+
+DATA_EXPERIMENT = "data"
+
+
+def tracking_uri(params: dict[str, Any]) -> str:
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or params["tracking"]["uri"]
+    if uri:
+        return uri
+    return f"sqlite:///{Path.cwd().resolve() / 'mlflow.db'}"
+
+
+def artifact_root(uri: str) -> str | None:
+    """Where a new experiment keeps its artifacts: beside a local store; a server chooses its own."""
+    if uri.startswith("sqlite:///"):
+        return (Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts").resolve().as_uri()
+    return None
+
+
+def experiment_name(params: dict[str, Any], study: str) -> str:
+    return f"{params['tracking']['experiment_prefix']}-{study}"
+
+
+def retry(action: Callable[[], T], attempts: int = 12) -> T:
+    """Retry on SQLite's 'database is locked' (and transient server errors) with jittered backoff."""
+    for attempt in range(attempts):
+        try:
+            return action()
+        except Exception as error:  # mlflow wraps sqlalchemy's OperationalError in several types
+            text = str(error).lower()
+            transient = "locked" in text or "busy" in text or "connection" in text or "timed out" in text
+            if not transient or attempt == attempts - 1:
+                raise
+            time.sleep(min(0.2 * 2 ** attempt, 5.0) * (0.5 + random.random()))
+    raise AssertionError("unreachable")
+
+
+def client(uri: str) -> Any:
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+def ensure_experiments(uri: str, names: list[str]) -> dict[str, str]:
+    mlflow_client = client(uri)
+    location = artifact_root(uri)
+    ids = {}
+    for name in names:
+        found = retry(lambda: mlflow_client.get_experiment_by_name(name))
+        if found is None:
+            try:
+                ids[name] = retry(lambda: mlflow_client.create_experiment(name, artifact_location=location))
+            except Exception:  # another process created it in between
+                ids[name] = retry(lambda: mlflow_client.get_experiment_by_name(name)).experiment_id
+        else:
+            ids[name] = found.experiment_id
+    return ids
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() if out.returncode == 0 else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _flatten(prefix: str, value: Any) -> dict[str, str]:
+    if isinstance(value, dict):
+        flat: dict[str, str] = {}
+        for key, inner in value.items():
+            flat.update(_flatten(f"{prefix}.{key}" if prefix else str(key), inner))
+        return flat
+    return {prefix: str(value)[:6000]}
+
+
+class Run:
+    """One MLflow run; implements the training loop's Tracker interface."""
+
+    def __init__(self, uri: str, experiment: str, run_name: str, tags: dict[str, str],
+                 params: dict[str, Any] | None = None, run_id: str | None = None):
+        from mlflow.entities import Param
+
+        self.uri = uri
+        self.client = client(uri)
+        experiment_id = ensure_experiments(uri, [experiment])[experiment]
+        if run_id is not None and self._exists(run_id):
+            self.run_id = run_id
+            retry(lambda: self.client.update_run(run_id, status="RUNNING"))
+        else:
+            self.run_id = retry(lambda: self.client.create_run(experiment_id, run_name=run_name, tags=tags)).info.run_id
+            if params:
+                items = [Param(k, v) for k, v in _flatten("", params).items()]
+                for start in range(0, len(items), 100):
+                    retry(lambda: self.client.log_batch(self.run_id, params=items[start:start + 100]))
+        self.set_tags(tags)
+
+    def _exists(self, run_id: str) -> bool:
+        try:
+            self.client.get_run(run_id)
+            return True
+        except Exception:
+            return False
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        batch = [Metric(key, float(value), now, step) for key, value in metrics.items()]
+        retry(lambda: self.client.log_batch(self.run_id, metrics=batch))
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        from mlflow.entities import RunTag
+
+        retry(lambda: self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()]))
+
+    def log_artifact(self, path: str | Path, directory: str | None = None) -> None:
+        retry(lambda: self.client.log_artifact(self.run_id, str(path), directory))
+
+    def log_figure(self, figure: Any, name: str) -> None:
+        retry(lambda: self.client.log_figure(self.run_id, figure, name))
+
+    def log_dataset(self, name: str, digest: str, source: str, arrays: dict[str, Any], context: str) -> None:
+        """Record the prepared data as the run's dataset input, with our own full-content digest."""
+        import mlflow.data
+        from mlflow.entities import DatasetInput, InputTag
+
+        dataset = mlflow.data.from_numpy(arrays["features"], targets=arrays["targets"], source=source,
+                                         name=name, digest=digest[:36])
+        entity = DatasetInput(dataset=dataset._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", context)])
+        retry(lambda: self.client.log_inputs(self.run_id, datasets=[entity]))
+
+    def end(self, status: str = "FINISHED") -> None:
+        retry(lambda: self.client.set_terminated(self.run_id, status=status))
+
+
+class NoRun:
+    """Tracking switched off (`tracking.enabled: false`)."""
+
+    run_id = None
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None: ...
+    def set_tags(self, tags: dict[str, str]) -> None: ...
+    def log_artifact(self, path: str | Path, directory: str | None = None) -> None: ...
+    def log_figure(self, figure: Any, name: str) -> None: ...
+    def log_dataset(self, *args: Any, **kwargs: Any) -> None: ...
+    def end(self, status: str = "FINISHED") -> None: ...
+
+
+def open_run(params: dict[str, Any], experiment: str, run_name: str, tags: dict[str, str],
+             run_params: dict[str, Any] | None = None, run_id: str | None = None) -> Run | NoRun:
+    if not params["tracking"]["enabled"]:
+        return NoRun()
+    base_tags = {"trickbench.git_commit": git_commit()}
+    return Run(tracking_uri(params), experiment, run_name, {**base_tags, **tags}, run_params, run_id)
+
+
+def runs_of(uri: str, experiment: str) -> list[Any]:
+    """All runs of an experiment (for tests and the report)."""
+    mlflow_client = client(uri)
+    found = mlflow_client.get_experiment_by_name(experiment)
+    if found is None:
+        return []
+    return mlflow_client.search_runs([found.experiment_id], max_results=10000)
+
+
+def metric_history(uri: str, run_id: str, key: str) -> list[Any]:
+    return client(uri).get_metric_history(run_id, key)

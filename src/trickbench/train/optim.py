@@ -1,0 +1,67 @@
+"""Optimizers and learning-rate schedules by name (torch.optim underneath)."""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from trickbench.registry import Registry
+
+OPTIMIZERS = Registry("optimizer")
+SCHEDULES = Registry("schedule")
+
+ParamGroups = list[dict[str, Any]]
+
+
+def _foreach(config: dict[str, Any]) -> dict[str, Any]:
+    # the multi-tensor implementation is the fast path on both CPU and CUDA
+    return {"foreach": True}
+
+
+@OPTIMIZERS.register("sgd", "SGD with momentum train.momentum (Nesterov if train.nesterov), lr train.lr")
+def sgd(groups: ParamGroups, config: dict[str, Any]) -> torch.optim.Optimizer:
+    return torch.optim.SGD(groups, lr=config["lr"], momentum=config["momentum"],
+                           nesterov=config["nesterov"] and config["momentum"] > 0, **_foreach(config))
+
+
+@OPTIMIZERS.register("adam", "Adam (β = 0.9, 0.999), lr train.lr; L2 is added to the gradient, as ½λ‖w‖² does")
+def adam(groups: ParamGroups, config: dict[str, Any]) -> torch.optim.Optimizer:
+    return torch.optim.Adam(groups, lr=config["lr"], **_foreach(config))
+
+
+@OPTIMIZERS.register("rmsprop", "RMSProp (α = 0.99) with momentum train.momentum, lr train.lr")
+def rmsprop(groups: ParamGroups, config: dict[str, Any]) -> torch.optim.Optimizer:
+    return torch.optim.RMSprop(groups, lr=config["lr"], momentum=config["momentum"], **_foreach(config))
+
+
+@OPTIMIZERS.register("adagrad", "AdaGrad, lr train.lr")
+def adagrad(groups: ParamGroups, config: dict[str, Any]) -> torch.optim.Optimizer:
+    return torch.optim.Adagrad(groups, lr=config["lr"], **_foreach(config))
+
+
+@SCHEDULES.register("constant", "the learning rate stays train.lr")
+def constant(optimizer: torch.optim.Optimizer, config: dict[str, Any]) -> Any:
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: 1.0)
+
+
+@SCHEDULES.register("step", "multiply by train.gamma every train.step_size epochs")
+def step(optimizer: torch.optim.Optimizer, config: dict[str, Any]) -> Any:
+    return torch.optim.lr_scheduler.StepLR(optimizer, step_size=config["step_size"], gamma=config["gamma"])
+
+
+@SCHEDULES.register("cosine", "cosine annealing from train.lr to 0 over train.epochs")
+def cosine(optimizer: torch.optim.Optimizer, config: dict[str, Any]) -> Any:
+    return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config["epochs"])
+
+
+@SCHEDULES.register("plateau", "the seed's rule: divide by 1/train.plateau_factor (2 or 5) when validation loss stops improving for train.plateau_patience epochs")
+def plateau(optimizer: torch.optim.Optimizer, config: dict[str, Any]) -> Any:
+    return torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, mode="min", factor=config["plateau_factor"], patience=config["plateau_patience"])
+
+
+def step_schedule(scheduler: Any, val_loss: float) -> None:
+    if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+        scheduler.step(val_loss)
+    else:
+        scheduler.step()

@@ -1,0 +1,97 @@
+"""Regularizers by name. Each entry switches on its part of a `Regularization` from the run's config.
+
+Regularizers combine: `regularizers: [l2, max_norm, dropout]` applies all three. Strengths come from the
+train config (`l2`, `l1`, `max_norm`, `dropout`, `patience`), so an axis can vary the name and the
+strength separately.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+import torch
+from torch import nn
+
+from trickbench.registry import Registry
+
+REGULARIZERS = Registry("regularizer")
+
+
+@dataclass
+class Regularization:
+    l2: float = 0.0  # λ of ½λ‖w‖², applied as weight decay on weights only (same gradient λw)
+    l1: float = 0.0  # λ of λ‖w‖₁, an explicit loss term
+    max_norm: float | None = None  # c: every output unit's incoming weight vector is rescaled to ‖w‖₂ ≤ c
+    dropout: float = 0.0
+    batch_norm: bool = False
+    early_stopping_patience: int | None = None
+    augmentations: list[str] = field(default_factory=list)
+
+
+@REGULARIZERS.register("none", "no regularization (the baseline row)")
+def _none(reg: Regularization, config: dict[str, Any]) -> None:
+    pass
+
+
+@REGULARIZERS.register("l2", "½·λ·‖w‖² on conv/linear weights (biases, norm and PReLU slopes excluded), λ = train.l2")
+def _l2(reg: Regularization, config: dict[str, Any]) -> None:
+    reg.l2 = config["l2"]
+
+
+@REGULARIZERS.register("l1", "λ·‖w‖₁ on conv/linear weights, λ = train.l1")
+def _l1(reg: Regularization, config: dict[str, Any]) -> None:
+    reg.l1 = config["l1"]
+
+
+@REGULARIZERS.register("elastic_net", "λ₁‖w‖₁ + ½λ₂‖w‖² on conv/linear weights (train.l1, train.l2)")
+def _elastic_net(reg: Regularization, config: dict[str, Any]) -> None:
+    reg.l1, reg.l2 = config["l1"], config["l2"]
+
+
+@REGULARIZERS.register("max_norm", "after every step rescale each unit's/filter's weight vector to ‖w‖₂ ≤ c, c = train.max_norm")
+def _max_norm(reg: Regularization, config: dict[str, Any]) -> None:
+    reg.max_norm = config["max_norm"]
+
+
+@REGULARIZERS.register("dropout", "dropout with probability p = train.dropout before the classifier (NiN: after the pools)")
+def _dropout(reg: Regularization, config: dict[str, Any]) -> None:
+    reg.dropout = config["dropout"]
+
+
+@REGULARIZERS.register("batch_norm", "batch normalisation after every convolution, before the activation")
+def _batch_norm(reg: Regularization, config: dict[str, Any]) -> None:
+    reg.batch_norm = True
+
+
+@REGULARIZERS.register("early_stopping", "stop when validation loss has not improved for train.patience epochs; keep the best weights")
+def _early_stopping(reg: Regularization, config: dict[str, Any]) -> None:
+    reg.early_stopping_patience = config["patience"]
+
+
+@REGULARIZERS.register("augmentation", "data augmentation as a regularizer: train.regularizer_augmentations (default flip, crop)")
+def _augmentation(reg: Regularization, config: dict[str, Any]) -> None:
+    reg.augmentations = list(config["regularizer_augmentations"])
+
+
+def regularization(config: dict[str, Any]) -> Regularization:
+    reg = Regularization()
+    for name in config["regularizers"]:
+        REGULARIZERS.get(name)(reg, config)
+    return reg
+
+
+def penalized_weights(model: nn.Module) -> list[torch.Tensor]:
+    """Weights that L1/L2/max-norm act on: those of convolutions and linear layers."""
+    return [m.weight for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+
+
+def l1_penalty(weights: Iterable[torch.Tensor], strength: float) -> torch.Tensor:
+    return strength * sum(w.abs().sum() for w in weights)
+
+
+@torch.no_grad()
+def apply_max_norm(weights: Iterable[torch.Tensor], c: float) -> None:
+    for weight in weights:
+        norms = weight.flatten(1).norm(dim=1).clamp_min(1e-12)
+        scale = (c / norms).clamp(max=1.0)
+        weight.mul_(scale.view(-1, *([1] * (weight.dim() - 1))))

@@ -1,0 +1,52 @@
+# Load and validate the params file once (the same schema the CLI and DVC's stages use), expand the grid.
+import json
+import sys
+
+from trickbench.grid import expand_grid, study_points
+from trickbench.params import ParamsError, load_params
+from trickbench.paths import Layout
+from trickbench.stages.report import report_outputs
+
+# `--configfile X` names a complete params file used as is (Snakemake would deep-merge it into params.yaml)
+PARAMS_FILE = str(workflow.overwrite_configfiles[-1]) if workflow.overwrite_configfiles else "params.yaml"
+try:
+    PARAMS = load_params(PARAMS_FILE)
+except ParamsError as error:
+    sys.exit(f"trickbench: error: {error}")
+LAYOUT = Layout.from_params(PARAMS)
+ART = str(LAYOUT.artifacts)
+RES = str(LAYOUT.results)
+LOGS = f"{ART}/logs"
+TB = f"trickbench --params {PARAMS_FILE}"
+
+
+def section(*keys):
+    """The JSON of exactly the params a job reads: Snakemake reruns the job when, and only when, it changes."""
+    return json.dumps({key: PARAMS[key] for key in keys}, sort_keys=True)
+
+
+def point_config(wildcards):
+    point = next(p for p in study_points(PARAMS, wildcards.study) if p.point_id == wildcards.point)
+    return json.dumps(point.config, sort_keys=True)
+
+
+def run_file(name):
+    return f"{ART}/runs/{{study}}/{{point}}/{name}"
+
+
+def study_run_files(name):
+    return lambda wildcards: [f"{ART}/runs/{wildcards.study}/{p.point_id}/{name}"
+                              for p in study_points(PARAMS, wildcards.study)]
+
+
+def all_run_files(name):
+    return [f"{ART}/runs/{p.study}/{p.point_id}/{name}" for p in expand_grid(PARAMS)]
+
+
+def all_outputs():
+    return [str(path) for path in report_outputs(PARAMS, LAYOUT)]
+
+
+wildcard_constraints:
+    study=r"[A-Za-z0-9][A-Za-z0-9_-]*",
+    point=r"[A-Za-z0-9_.+=-]+",

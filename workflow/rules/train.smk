@@ -1,0 +1,35 @@
+rule train:
+    input:
+        f"{ART}/data/prepared.npz",
+        f"{ART}/data/manifest.json",
+        f"{ART}/data/stats.json",
+        f"{ART}/data/stats.npz",
+        f"{ART}/tracking.json",
+    output:
+        metrics=run_file("metrics.json"),
+        history=run_file("history.csv"),
+        batch_loss=run_file("batch_loss.csv"),
+        predictions=run_file("predictions.npz"),
+        model=run_file("model.pt"),
+        diagnostics=run_file("diagnostics.json"),
+    params:
+        config=point_config,
+    threads: PARAMS["resources"]["threads"]
+    log:
+        f"{LOGS}/train/{{study}}/{{point}}.log",
+    shell:
+        "{TB} train --study {wildcards.study} --point {wildcards.point} > {log} 2>&1"
+
+
+rule ensemble:
+    input:
+        study_run_files("metrics.json"),
+        study_run_files("predictions.npz"),
+    output:
+        f"{ART}/ensembles/{{study}}.json",
+    params:
+        section=section("ensemble"),
+    log:
+        f"{LOGS}/ensemble/{{study}}.log",
+    shell:
+        "{TB} ensemble --study {wildcards.study} > {log} 2>&1"
