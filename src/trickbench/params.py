@@ -15,6 +15,9 @@ import yaml
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "params.schema.yaml"
 
 
+WHITENING = ("pca_whiten", "zca_whiten")
+
+
 class ParamsError(ValueError):
     """A params file that cannot be used; the message names the file, the key and what was expected."""
 
@@ -131,6 +134,9 @@ def validate(params: dict[str, Any], source: str = "params") -> dict[str, Any]:
             where = point.origin_of(key)
             message = _format_error(error, source).split(": ", 2)[-1]
             raise ParamsError(f"{source}: {where}: {message} (grid point {point.study}/{point.point_id})")
+        if point.config["preprocessing"] in WHITENING and not filled["stats"]["whitening"]:
+            raise ParamsError(f"{source}: {point.origin_of('preprocessing')}: {point.config['preprocessing']} "
+                              "needs the whitening matrices, but stats.whitening is false")
     return filled
 
 

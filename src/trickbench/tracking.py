@@ -12,6 +12,7 @@ import os
 import random
 import subprocess
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
@@ -142,8 +143,10 @@ class Run:
         import mlflow.data
         from mlflow.entities import DatasetInput, InputTag
 
-        dataset = mlflow.data.from_numpy(arrays["features"], targets=arrays["targets"], source=source,
-                                         name=name, digest=digest[:36])
+        with warnings.catch_warnings():  # a local path matches two equivalent source types; either is right
+            warnings.simplefilter("ignore", UserWarning)
+            dataset = mlflow.data.from_numpy(arrays["features"], targets=arrays["targets"], source=source,
+                                             name=name, digest=digest[:36])
         entity = DatasetInput(dataset=dataset._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", context)])
         retry(lambda: self.client.log_inputs(self.run_id, datasets=[entity]))
 
@@ -164,12 +167,81 @@ class NoRun:
     def end(self, status: str = "FINISHED") -> None: ...
 
 
+class BackgroundRun:
+    """A Run created on a worker thread: importing mlflow and creating the run (seconds) overlap with the
+    caller's own start-up (loading data, building the model, the first training steps).
+
+    One worker runs every call in call order. `log_dataset` only queues; every other call, and `run_id`,
+    waits until the worker has done everything queued so far and re-raises its first error, so when
+    `log_metrics` returns the epoch's metrics are in the store, as with a plain Run.
+    """
+
+    def __init__(self, create: Callable[[], Run]):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._worker = ThreadPoolExecutor(1, thread_name_prefix="trickbench-mlflow")
+        self._run = self._worker.submit(create)
+        self._pending = [self._run]
+
+    def _call(self, method: str, *args: Any, wait: bool = True) -> None:
+        self._pending.append(self._worker.submit(lambda: getattr(self._run.result(), method)(*args)))
+        if wait:
+            self.flush()
+
+    def flush(self) -> None:
+        pending, self._pending = self._pending, []
+        for future in pending:
+            future.result()
+
+    @property
+    def run_id(self) -> str:
+        self.flush()
+        return self._run.result().run_id
+
+    @property
+    def uri(self) -> str:
+        return self._run.result().uri
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        self._call("log_metrics", dict(metrics), step)
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        self._call("set_tags", dict(tags))
+
+    def log_artifact(self, path: str | Path, directory: str | None = None) -> None:
+        self._call("log_artifact", path, directory)
+
+    def log_figure(self, figure: Any, name: str) -> None:
+        self._call("log_figure", figure, name)
+
+    def log_dataset(self, name: str, digest: str, source: str, arrays: dict[str, Any], context: str) -> None:
+        self._call("log_dataset", name, digest, source, arrays, context, wait=False)
+
+    def end(self, status: str = "FINISHED") -> None:
+        try:
+            self._call("end", status)
+        finally:
+            self._worker.shutdown(wait=True)
+
+
+# Create train runs on a worker thread (benchmarks/pipeline_overhead.py measures both ways);
+# TRICKBENCH_TRACKING_BACKGROUND=0 creates them in the calling thread, before training starts.
+BACKGROUND = os.environ.get("TRICKBENCH_TRACKING_BACKGROUND", "1") != "0"
+
+
 def open_run(params: dict[str, Any], experiment: str, run_name: str, tags: dict[str, str],
-             run_params: dict[str, Any] | None = None, run_id: str | None = None) -> Run | NoRun:
+             run_params: dict[str, Any] | None = None, run_id: str | None = None,
+             background: bool = False) -> Run | BackgroundRun | NoRun:
+    """The run of a stage; `background=True` (train jobs) returns at once, see BackgroundRun."""
     if not params["tracking"]["enabled"]:
         return NoRun()
-    base_tags = {"trickbench.git_commit": git_commit()}
-    return Run(tracking_uri(params), experiment, run_name, {**base_tags, **tags}, run_params, run_id)
+    uri = tracking_uri(params)
+
+    def create() -> Run:
+        base_tags = {"trickbench.git_commit": git_commit()}
+        return Run(uri, experiment, run_name, {**base_tags, **tags}, run_params, run_id)
+
+    return BackgroundRun(create) if background and BACKGROUND else create()
 
 
 def runs_of(uri: str, experiment: str) -> list[Any]:

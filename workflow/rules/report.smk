@@ -1,12 +1,35 @@
+# Stage report: tables, figures and the diagnosis of every study. Each output is marked report(...) with a
+# caption in workflow/report/, so `snakemake --report results/report.html` (after a run) browses them;
+# which files exist and where they are shown comes from trickbench.stages.report (a function of params).
+from snakemake.io import report as report_flag
+
+from trickbench.stages.report import report_entries
+
+
+report: "../report/workflow.rst"
+
+
+def marked_report_outputs():
+    return [
+        report_flag(str(entry.path), caption=f"../report/{entry.caption}.rst", category=entry.category,
+                    subcategory=entry.subcategory)
+        if entry.caption else str(entry.path)
+        for entry in report_entries(PARAMS, LAYOUT)
+    ]
+
+
 rule report:
     input:
         all_run_files("metrics.json"),
         all_run_files("history.csv"),
+        all_run_files("batch_loss.csv"),
+        all_run_files("diagnostics.json"),
         [f"{ART}/ensembles/{study}.json" for study in PARAMS["studies"]],
+        f"{ART}/data/manifest.json",
         f"{ART}/data/stats.json",
         f"{ART}/data/stats.npz",
     output:
-        all_outputs(),
+        marked_report_outputs(),
     params:
         section=section("report"),
     log:

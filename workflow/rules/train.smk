@@ -15,6 +15,10 @@ rule train:
     params:
         config=point_config,
     threads: PARAMS["resources"]["threads"]
+    resources:
+        # a counter only: limits parallel jobs with `--resources gpu=N` (profiles/gpu-workstation); which
+        # device a job uses is chosen by `trickbench train` (trickbench.slots); on SLURM it becomes --gpus
+        gpu=1,
     log:
         f"{LOGS}/train/{{study}}/{{point}}.log",
     shell:
@@ -31,5 +35,6 @@ rule ensemble:
         section=section("ensemble"),
     log:
         f"{LOGS}/ensemble/{{study}}.log",
+    localrule: True
     shell:
         "{TB} ensemble --study {wildcards.study} > {log} 2>&1"

@@ -92,6 +92,8 @@ def minmax(stats: dict, device: torch.device | str) -> Transform:
 
 def _whitening(stats: dict, device: torch.device | str, matrix_key: str, name: str) -> Transform:
     """x_white = (x_flat - mu) @ W = x_flat @ W + b with b = -mu @ W, one addmm in float32."""
+    if stats.get("whitening") is False:
+        raise ValueError(f"{name}: the stats were computed without whitening matrices (stats.whitening: false)")
     mean = _tensor(stats, "feature_mean", device, torch.float64)
     matrix64 = _tensor(stats, matrix_key, device, torch.float64)
     d = mean.numel()

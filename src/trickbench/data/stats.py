@@ -71,6 +71,7 @@ def compute_stats(
     max_whiten_samples: int | None = None,
     seed: int = 0,
     chunk_size: int = 1024,
+    whiten: bool = True,
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Per-channel statistics, the C x C pixel PCA and the D x D whitening matrices of a training set.
 
@@ -91,7 +92,8 @@ def compute_stats(
     for start in range(0, n, chunk_size):
         block = images[start:start + chunk_size].astype(np.float64) / 255.0
         channel_sum += block.reshape(-1, c).sum(0)
-        feature_sum += block.transpose(0, 3, 1, 2).reshape(len(block), d).sum(0)
+        if whiten:
+            feature_sum += block.transpose(0, 3, 1, 2).reshape(len(block), d).sum(0)
     channel_mean = channel_sum / num_pixels
     feature_mean = feature_sum / n
     channel_min = images.reshape(-1, c).min(0).astype(np.float64) / 255.0
@@ -108,19 +110,21 @@ def compute_stats(
     for start in range(0, n, chunk_size):
         pixels = images[start:start + chunk_size].reshape(-1, c).astype(np.float64) / 255.0 - channel_mean
         pixel_cross += pixels.T @ pixels
-    feature_cross = np.zeros((d, d))
+    if not whiten:  # a D x D matrix of large images costs minutes and D² floats: skip on request
+        whiten_idx = whiten_idx[:0]
+    feature_cross = np.zeros((d, d) if whiten else (0, 0))
     for start in range(0, len(whiten_idx), chunk_size):
         block = images[whiten_idx[start:start + chunk_size]].astype(np.float64) / 255.0
         centred = block.transpose(0, 3, 1, 2).reshape(len(block), d) - feature_mean
         feature_cross += centred.T @ centred
     pixel_cov = pixel_cross / num_pixels
-    feature_cov = feature_cross / len(whiten_idx)
+    feature_cov = feature_cross / max(len(whiten_idx), 1)
 
     eigenvalues, eigenvectors = _eigh_descending(pixel_cov)
     total = eigenvalues.sum()
     explained = eigenvalues / total if total > 0 else np.zeros_like(eigenvalues)
 
-    s, u = _eigh_descending(feature_cov)
+    s, u = _eigh_descending(feature_cov) if whiten else (np.zeros(0), np.zeros((0, 0)))
     pca = u / np.sqrt(s + epsilon)  # column i scaled by 1/sqrt(S_i + eps)
     zca = pca @ u.T
     zca = (zca + zca.T) / 2
@@ -140,9 +144,10 @@ def compute_stats(
         "image_shape": [int(c), int(h), int(w)],
         "feature_dim": int(d),
         "num_whiten_samples": int(len(whiten_idx)),
+        "whitening": bool(whiten),
     }
     arrays = {
-        "feature_mean": feature_mean,
+        "feature_mean": feature_mean if whiten else np.zeros(0),
         "whiten_eigenvalues": s,
         "whiten_eigenvectors": u.astype(np.float32),
         "pca_whitening": pca.astype(np.float32),

@@ -1,14 +1,26 @@
-"""Tables from one tidy DataFrame of runs: mean ± std over seeds, as Markdown, LaTeX and CSV."""
+"""Tables from one tidy DataFrame of runs: mean ± std over seeds, as Markdown, LaTeX and CSV.
+
+`paper_table` lays a study out like Xu et al.'s Tables 3-5: per activation the training and held-out
+metric as mean ± std over seeds, the paper's value and our difference from it, and whether each
+activation differs from the baseline (ReLU) by a paired t-test over seeds (scipy.stats.ttest_rel; runs
+are paired on every other axis value, i.e. the same seed), with an optional Holm correction over the
+activations compared.
+"""
 from __future__ import annotations
 
 import math
 from typing import Any
 
+import numpy as np
 import pandas as pd
+
+from trickbench.report.paper import ACTIVATION_ORDER, ReferenceTable
 
 METRIC_LABELS = {
     "train_error": "train error", "val_error": "val error", "test_error": "test error",
     "train_loss": "train loss", "val_loss": "val loss", "test_loss": "test loss",
+    # the last epoch's running values (training mode: dropout, augmentation, RReLU noise on), from history.csv
+    "train_error_running": "train error (running)", "train_loss_running": "train loss (running)",
 }
 
 
@@ -74,3 +86,128 @@ def to_latex(table: pd.DataFrame, caption: str) -> str:
     escaped.columns = [str(c).replace("_", r"\_") for c in table.columns]
     body = escaped.to_latex(index=False, escape=False)
     return f"% {caption}\n{body}"
+
+
+# ------------------------------------------------------------------------------------------ paper table
+
+def ordered_activations(values: list[str]) -> list[str]:
+    """The paper's row order first, then any other activation in first-seen order."""
+    seen = list(dict.fromkeys(values))
+    return [a for a in ACTIVATION_ORDER if a in seen] + [a for a in seen if a not in ACTIVATION_ORDER]
+
+
+def paired_difference(frame: pd.DataFrame, metric: str, activation: str, baseline: str,
+                      pair_keys: list[str]) -> tuple[int, float, float]:
+    """(pairs, mean of activation − baseline, two-sided p of scipy.stats.ttest_rel) over runs that
+    agree on every `pair_keys` value (the seed and any other axis). Fewer than 2 pairs, or differences
+    without variance: p = NaN ("n/a")."""
+    from scipy import stats
+
+    def values(name: str) -> pd.Series:
+        part = frame[(frame["activation"] == name) & frame[metric].notna()]
+        if not pair_keys:
+            return part[metric].reset_index(drop=True)
+        return part.groupby(pair_keys, dropna=False)[metric].mean()
+
+    ours, base = values(activation), values(baseline)
+    common = ours.index.intersection(base.index)
+    diffs = (ours.loc[common] - base.loc[common]).to_numpy(dtype=float)
+    if len(diffs) == 0:
+        return 0, math.nan, math.nan
+    mean = float(diffs.mean())
+    if len(diffs) < 2 or np.allclose(diffs, diffs[0], rtol=0, atol=1e-15):
+        return len(diffs), mean, math.nan
+    result = stats.ttest_rel(ours.loc[common].to_numpy(dtype=float), base.loc[common].to_numpy(dtype=float))
+    return len(diffs), mean, float(result.pvalue)
+
+
+def holm(pvalues: list[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values (NaN stays NaN and is not counted)."""
+    finite = sorted((p, i) for i, p in enumerate(pvalues) if not math.isnan(p))
+    adjusted = [math.nan] * len(pvalues)
+    running, m = 0.0, len(finite)
+    for rank, (p, index) in enumerate(finite):
+        running = max(running, min(1.0, (m - rank) * p))
+        adjusted[index] = running
+    return adjusted
+
+
+def paper_table(frame: pd.DataFrame, metrics: list[str], reference: ReferenceTable | None = None,
+                baseline: str = "relu", alpha: float = 0.05, correction: str = "holm") -> pd.DataFrame:
+    """One row per activation (numeric, the CSV): for each metric its mean, std (ddof 1) and n over
+    completed runs, the paper's value, ours − paper, the paired difference from `baseline`, its number of
+    pairs, p, adjusted p and whether it is significant at `alpha`. metrics[0] is compared with the
+    paper's training column, metrics[1] with its held-out column."""
+    pair_keys = [c for c in frame.columns if c not in _NON_AXIS and c != "activation" and c not in metrics]
+    done = frame[frame["status"] == "completed"]
+    activations = ordered_activations(list(frame["activation"]))
+    rows: list[dict[str, Any]] = []
+    for activation in activations:
+        runs = done[done["activation"] == activation]
+        row: dict[str, Any] = {"activation": activation, "runs": int((frame["activation"] == activation).sum()),
+                               "completed": len(runs)}
+        for column, metric in enumerate(metrics):
+            values = runs[metric].dropna()
+            row[f"{metric}_mean"] = float(values.mean()) if len(values) else math.nan
+            row[f"{metric}_std"] = float(values.std(ddof=1)) if len(values) > 1 else math.nan
+            row[f"{metric}_n"] = len(values)
+            paper = reference.value(activation, column) if reference is not None and column < 2 else None
+            row[f"{metric}_paper"] = math.nan if paper is None else paper
+            row[f"{metric}_diff_paper"] = row[f"{metric}_mean"] - row[f"{metric}_paper"]
+            if activation == baseline or baseline not in activations:
+                pairs, diff, p = 0, math.nan, math.nan
+            else:
+                pairs, diff, p = paired_difference(done, metric, activation, baseline, pair_keys)
+            row.update({f"{metric}_diff_baseline": diff, f"{metric}_pairs": pairs, f"{metric}_p": p})
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    for metric in metrics:
+        raw = list(table[f"{metric}_p"]) if len(table) else []
+        adjusted = holm(raw) if correction == "holm" else raw
+        table[f"{metric}_p_adjusted"] = adjusted
+        table[f"{metric}_significant"] = [None if math.isnan(p) else bool(p < alpha) for p in adjusted]
+    return table
+
+
+_NON_AXIS = {"study", "point_id", "status", "epochs_run", *METRIC_LABELS}
+
+
+def _number(value: float, digits: int = 4, signed: bool = False) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
+
+
+def _paper_number(value: float) -> str:
+    return "—" if math.isnan(value) else f"{value:g}"
+
+
+def _p_text(p: float) -> str:
+    if math.isnan(p):
+        return "n/a"
+    return f"{p:.3f}" if p >= 0.001 else f"{p:.1e}"
+
+
+def paper_display(table: pd.DataFrame, metrics: list[str], reference: ReferenceTable | None,
+                  baseline: str = "relu", correction: str = "holm") -> pd.DataFrame:
+    """The paper table as text cells, per metric: ours (mean ± std), the paper's value, ours − paper,
+    Δ vs the baseline, the paired-t p-value ("p [Holm-adjusted p] (n pairs)") and a significance mark."""
+    shown = pd.DataFrame({"activation": table["activation"]})
+    shown["n"] = [f"{c}" if c == r else f"{c} of {r}" for c, r in zip(table["completed"], table["runs"])]
+    is_base = [a == baseline for a in table["activation"]]
+    for column, metric in enumerate(metrics):
+        label = METRIC_LABELS.get(metric, metric)
+        shown[f"{label} (ours)"] = [mean_std_text(m, s) for m, s in zip(table[f"{metric}_mean"], table[f"{metric}_std"])]
+        if reference is not None and column < 2:
+            shown[f"{reference.columns[column]} (paper)"] = [_paper_number(v) for v in table[f"{metric}_paper"]]
+            shown[f"{label}: ours − paper"] = [_number(v, signed=True) for v in table[f"{metric}_diff_paper"]]
+        shown[f"{label}: Δ vs {baseline}"] = [
+            "baseline" if base else _number(d, signed=True) for base, d in zip(is_base, table[f"{metric}_diff_baseline"])]
+        shown[f"{label}: p"] = [
+            "" if base else ("n/a" if math.isnan(p) else _p_text(p) + (f" [{_p_text(q)}]" if correction == "holm" else ""))
+            + ("" if base else f" (n={n})")
+            for base, p, q, n in zip(is_base, table[f"{metric}_p"], table[f"{metric}_p_adjusted"], table[f"{metric}_pairs"])]
+        shown[f"{label}: sig."] = [
+            "" if base else ("n/a" if s is None else ("yes" if s else "no"))
+            for base, s in zip(is_base, table[f"{metric}_significant"])]
+    return shown

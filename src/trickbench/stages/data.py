@@ -77,7 +77,8 @@ def stats(params: dict[str, Any], layout: Layout) -> dict[str, Any]:
     from trickbench.data.stats import compute_stats, plot_spectrum
 
     prepared = load_prepared(layout.prepared)
-    summary, arrays = compute_stats(prepared.images["train"], epsilon=params["stats"]["whitening_epsilon"])
+    summary, arrays = compute_stats(prepared.images["train"], epsilon=params["stats"]["whitening_epsilon"],
+                                   whiten=params["stats"]["whitening"])
     summary["data_digest"] = read_json(layout.manifest)["digest"]
     with atomic_path(layout.stats_arrays) as tmp:
         with open(tmp, "wb") as handle:

@@ -1,17 +1,32 @@
 """Stage ensemble: average softmax outputs of chosen runs (seed §8) and compare with the best single model.
 
-Members are always chosen by a VALIDATION metric; test metrics are only ever reported.
+The seed's three recipes, plus the reference row:
+- best_single: the run with the best VALIDATION metric (ensemble.metric), the model one would ship;
+- top_k: the k best runs of the study by the validation metric ("top models discovered during
+  cross-validation");
+- seeds: for every configuration with several seeds, all of its seeds ("same model, different
+  initialization");
+- snapshot: the predictions of the last train.snapshots epochs of the best run ("different checkpoints
+  of a single model").
+Members are always chosen on validation; test metrics are only ever reported. Every row carries the
+best single model's test metrics and its gain over them (positive = the ensemble is better), and the
+gain over its own best member. Where the test split has no labels (NDSB in the paper; here the
+prepare stage always holds out a labelled test part), test metrics are NaN and the table still lists
+the validation metrics.
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 
-from trickbench.grid import study_points
+from trickbench.grid import point_id, study_points
 from trickbench.io import read_json, write_json
 from trickbench.metrics import error_rate, log_loss
 from trickbench.paths import Layout
+
+METRICS = ("val_loss", "val_error", "test_loss", "test_error")
 
 
 def load_completed(layout: Layout, params: dict[str, Any], study: str) -> list[dict[str, Any]]:
@@ -28,54 +43,93 @@ def load_completed(layout: Layout, params: dict[str, Any], study: str) -> list[d
     return runs
 
 
-def scores(val_probs: np.ndarray, test_probs: np.ndarray, val_labels: np.ndarray,
-           test_labels: np.ndarray) -> dict[str, float]:
-    return {"val_loss": log_loss(val_probs, val_labels), "val_error": error_rate(val_probs, val_labels),
-            "test_loss": log_loss(test_probs, test_labels), "test_error": error_rate(test_probs, test_labels)}
+def _score(probs: np.ndarray | None, labels: np.ndarray | None) -> tuple[float, float]:
+    if probs is None or labels is None or len(labels) == 0:
+        return math.nan, math.nan
+    return log_loss(probs, labels), error_rate(probs, labels)
 
 
-def average(runs: list[dict[str, Any]], kind: str, members_label: str, best: dict[str, Any]) -> dict[str, Any]:
-    first = runs[0]["predictions"]
+def scores(val_probs: np.ndarray, test_probs: np.ndarray | None, val_labels: np.ndarray,
+           test_labels: np.ndarray | None) -> dict[str, float]:
+    val_loss, val_error = _score(val_probs, val_labels)
+    test_loss, test_error = _score(test_probs, test_labels)
+    return {"val_loss": val_loss, "val_error": val_error, "test_loss": test_loss, "test_error": test_error}
+
+
+def _labels(runs: list[dict[str, Any]], split: str) -> np.ndarray | None:
+    first = runs[0]["predictions"].get(f"{split}_labels")
+    for run in runs[1:]:
+        other = run["predictions"].get(f"{split}_labels")
+        if (first is None) != (other is None) or (first is not None and not np.array_equal(first, other)):
+            raise ValueError(f"runs {runs[0]['point_id']} and {run['point_id']} were evaluated on different "
+                             f"{split} data; rerun the study on one prepared data set")
+    return first
+
+
+def average(runs: list[dict[str, Any]]) -> dict[str, float]:
+    """Metrics of the mean of the members' softmax outputs."""
     val = np.mean([r["predictions"]["val_probs"] for r in runs], axis=0)
-    test = np.mean([r["predictions"]["test_probs"] for r in runs], axis=0)
-    return _row(kind, members_label, [r["point_id"] for r in runs],
-                scores(val, test, first["val_labels"], first["test_labels"]), best)
+    has_test = all("test_probs" in r["predictions"] for r in runs)
+    test = np.mean([r["predictions"]["test_probs"] for r in runs], axis=0) if has_test else None
+    return scores(val, test, _labels(runs, "val"), _labels(runs, "test") if has_test else None)
 
 
-def _row(kind: str, label: str, members: list[str], result: dict[str, float], best: dict[str, Any]) -> dict[str, Any]:
-    return {"kind": kind, "label": label, "members": members, "size": len(members), **result,
-            "best_single_test_error": best["test_error"], "best_single_test_loss": best["test_loss"],
-            "gain_test_error": best["test_error"] - result["test_error"],
-            "gain_test_loss": best["test_loss"] - result["test_loss"]}
+def _row(kind: str, label: str, members: list[dict[str, Any]], result: dict[str, float], best: dict[str, Any],
+         metric: str) -> dict[str, Any]:
+    own_best = min(members, key=lambda r: (r[metric], r["point_id"]))
+    row = {"kind": kind, "label": label, "members": [r["point_id"] for r in members], "size": len(members),
+           **result, "best_single": best["point_id"]}
+    for name in METRICS:
+        row[f"best_single_{name}"] = best[name]
+    for name in ("test_error", "test_loss", "val_error", "val_loss"):
+        row[f"gain_{name}"] = best[name] - result[name]  # positive: the ensemble is better
+    row["best_member"] = own_best["point_id"]
+    row["gain_over_best_member_test_error"] = own_best["test_error"] - result["test_error"]
+    row["gain_over_best_member_test_loss"] = own_best["test_loss"] - result["test_loss"]
+    return row
+
+
+def rank(runs: list[dict[str, Any]], metric: str) -> list[dict[str, Any]]:
+    """Runs best first by a VALIDATION metric (ties: point id); runs without a finite value last."""
+    if not metric.startswith("val_"):
+        raise ValueError(f"ensemble.metric must be a validation metric, got {metric!r}")
+    return sorted(runs, key=lambda r: (not math.isfinite(r[metric]), r[metric], r["point_id"]))
+
+
+def build_ensembles(runs: list[dict[str, Any]], metric: str, top_k: int) -> dict[str, Any]:
+    """The ensemble table of a study from its completed runs (records with `predictions`)."""
+    result: dict[str, Any] = {"metric": metric, "top_k": top_k, "rows": []}
+    if not runs:
+        return result
+    ranked = rank(runs, metric)
+    best = ranked[0]
+    single = {name: best[name] for name in METRICS}
+    result["best_single"] = {"point_id": best["point_id"], **single}
+    rows = result["rows"]
+    rows.append(_row("best_single", best["point_id"], [best], single, best, metric))
+    top = ranked[:top_k]
+    rows.append(_row("top_k", f"top {len(top)} by {metric}", top, average(top), best, metric))
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for run in ranked:  # same configuration, different seeds: group on every axis except the seed
+        key = point_id({k: v for k, v in run["axes"].items() if k != "seed"}) or "all"
+        groups.setdefault(key, []).append(run)
+    for key, members in groups.items():
+        if len(members) > 1:
+            rows.append(_row("seeds", f"{len(members)} seeds of {key}", members, average(members), best, metric))
+    predictions = best["predictions"]
+    snapshots = predictions.get("snapshot_val_probs")
+    if snapshots is not None and len(snapshots) > 1:
+        test_snapshots = predictions.get("snapshot_test_probs")
+        snapshot = scores(snapshots.mean(axis=0), None if test_snapshots is None else test_snapshots.mean(axis=0),
+                          predictions["val_labels"], predictions.get("test_labels"))
+        rows.append(_row("snapshot", f"{len(snapshots)} last epochs of {best['point_id']}", [best], snapshot,
+                         best, metric))
+    return result
 
 
 def ensemble(params: dict[str, Any], layout: Layout, study: str) -> dict[str, Any]:
     settings = params["ensemble"]
-    metric = settings["metric"]
-    runs = sorted(load_completed(layout, params, study), key=lambda r: (r[metric], r["point_id"]))
-    result: dict[str, Any] = {"study": study, "metric": metric, "top_k": settings["top_k"], "rows": []}
-    if runs:
-        best = runs[0]
-        single = {k: best[k] for k in ("val_loss", "val_error", "test_loss", "test_error")}
-        result["best_single"] = {"point_id": best["point_id"], **single}
-        rows = result["rows"]
-        rows.append(_row("best_single", best["point_id"], [best["point_id"]], single, best))
-        top = runs[:settings["top_k"]]
-        rows.append(average(top, "top_k", f"top {len(top)} by {metric}", best))
-        # same configuration, different seeds: group on every axis except the seed
-        groups: dict[str, list[dict[str, Any]]] = {}
-        for run in runs:
-            key = "__".join(f"{k}-{v}" for k, v in run["axes"].items() if k != "seed") or "all"
-            groups.setdefault(key, []).append(run)
-        for key, members in groups.items():
-            if len(members) > 1:
-                rows.append(average(members, "seeds", key, members[0]))
-        predictions = best["predictions"]
-        if "snapshot_test_probs" in predictions and len(predictions["snapshot_test_probs"]) > 1:
-            snapshot = scores(predictions["snapshot_val_probs"].mean(axis=0),
-                              predictions["snapshot_test_probs"].mean(axis=0),
-                              predictions["val_labels"], predictions["test_labels"])
-            label = f"{len(predictions['snapshot_test_probs'])} last epochs of {best['point_id']}"
-            rows.append(_row("snapshot", label, [best["point_id"]], snapshot, best))
+    runs = load_completed(layout, params, study)
+    result = {"study": study, **build_ensembles(runs, settings["metric"], settings["top_k"])}
     write_json(layout.ensemble_json(study), result)
     return result

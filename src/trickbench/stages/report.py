@@ -1,6 +1,18 @@
-"""Stage report: one tidy table of all runs -> tables and figures under results/, and an MLflow summary run."""
+"""Stage report: one tidy table of all runs -> tables, figures and a diagnosis under results/, and an MLflow
+summary run per study holding the same files.
+
+What a study gets is a pure function of params (`study_outputs`), so Snakemake and DVC declare exactly
+these files: every study has the summary and ensemble tables, the diagnosis, learning curves, per-batch
+loss, the accuracy gap and the ensemble gains; a study with an `activation` axis adds the per-activation
+table, the paper-layout table (report.paper_table) and the dead-unit figure; an `lr` axis adds the
+learning-rate curves (seed Fig. 1); an `initializer` axis adds the activation std at initialisation, and
+with `activation` also the initializer × activation heatmap. `report_entries` says which of them the
+Snakemake report shows, under which caption (workflow/report/<caption>.rst).
+"""
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -11,19 +23,136 @@ from trickbench.grid import axis_keys, study_points
 from trickbench.io import atomic_path, read_json, write_text
 from trickbench.paths import Layout
 
+TABLE_FORMATS = ("md", "csv", "tex")
+# output key -> (Snakemake report subcategory, caption file workflow/report/<caption>.rst)
+REPORT_ITEMS: dict[str, tuple[str, str]] = {
+    "paper_table_csv": ("1 tables", "paper_table"),
+    "activations_csv": ("1 tables", "activations"),
+    "summary_csv": ("1 tables", "summary"),
+    "diagnosis_csv": ("2 diagnosis", "diagnosis"),
+    "learning_curves": ("3 curves", "learning_curves"),
+    "lr_curves": ("3 curves", "lr_curves"),
+    "batch_loss": ("3 curves", "batch_loss"),
+    "accuracy_gap": ("3 curves", "accuracy_gap"),
+    "comparison": ("4 comparisons", "comparison"),
+    "init_activation_heatmap": ("4 comparisons", "init_activation_heatmap"),
+    "dead_units": ("5 inside the network", "dead_units"),
+    "init_activation_std": ("5 inside the network", "init_activation_std"),
+    "ensembles_csv": ("6 ensembles", "ensembles"),
+    "ensemble_gains": ("6 ensembles", "ensemble_gains"),
+}
 
-def collect(params: dict[str, Any], layout: Layout, study: str) -> tuple[list[dict[str, Any]], pd.DataFrame]:
-    records, curves = [], []
+
+def curves_table(layout: Layout) -> Path:
+    """Every run's per-epoch curves in long format (one row per run and epoch): DVC's plots read it."""
+    return layout.results / "curves.csv"
+
+
+def metrics_file(layout: Layout) -> Path:
+    """Headline numbers of every study (`dvc metrics show`)."""
+    return layout.results / "metrics.json"
+
+
+def _label(value: Any) -> Any:
+    if isinstance(value, list):
+        return "+".join(map(str, value)) if value else "none"
+    return value
+
+
+# ------------------------------------------------------------------------------------------------ outputs
+
+def has_axes(params: dict[str, Any], study: str) -> set[str]:
+    return set(axis_keys(study_points(params, study)))
+
+
+def study_outputs(params: dict[str, Any], layout: Layout, study: str) -> dict[str, Path]:
+    """Every file the report writes for a study (the engines declare exactly these)."""
+    out, fmt = layout.study_results(study), params["report"]["figure_format"]
+    keys = has_axes(params, study)
+    tables = ["summary", *(["activations", "paper_table"] if "activation" in keys else []), "ensembles"]
+    outputs = {f"{name}_{ext}": out / f"{name}.{ext}" for name in tables for ext in TABLE_FORMATS}
+    outputs |= {"diagnosis_md": out / "diagnosis.md", "diagnosis_csv": out / "diagnosis.csv"}
+    figures = ["learning_curves", "comparison", "accuracy_gap", "batch_loss"]
+    if "lr" in keys:
+        figures.append("lr_curves")
+    if "activation" in keys:
+        figures.append("dead_units")
+    if "initializer" in keys:
+        figures.append("init_activation_std")
+        if "activation" in keys:
+            figures.append("init_activation_heatmap")
+    figures.append("ensemble_gains")
+    outputs |= {name: out / f"{name}.{fmt}" for name in figures}
+    return outputs
+
+
+def report_outputs(params: dict[str, Any], layout: Layout) -> list[Path]:
+    paths = [layout.runs_table, curves_table(layout), metrics_file(layout), layout.spectrum_figure]
+    for study in params["studies"]:
+        paths += list(study_outputs(params, layout, study).values())
+    return paths
+
+
+@dataclass(frozen=True)
+class ReportEntry:
+    path: Path
+    caption: str | None  # workflow/report/<caption>.rst; None: written but not shown in the Snakemake report
+    category: str
+    subcategory: str
+
+
+def report_entries(params: dict[str, Any], layout: Layout) -> list[ReportEntry]:
+    """Every report output, with where the Snakemake report (`snakemake --report`) shows it."""
+    entries = [ReportEntry(layout.runs_table, "runs", "0 all studies", "tables"),
+               ReportEntry(curves_table(layout), None, "0 all studies", "tables"),
+               ReportEntry(metrics_file(layout), None, "0 all studies", "tables"),
+               ReportEntry(layout.spectrum_figure, "pca_spectrum", "0 all studies", "data")]
+    for study in params["studies"]:
+        for key, path in study_outputs(params, layout, study).items():
+            subcategory, caption = REPORT_ITEMS.get(key, ("", None))  # type: ignore[assignment]
+            entries.append(ReportEntry(path, caption, study, subcategory))
+    return entries
+
+
+# ------------------------------------------------------------------------------------------------ collect
+
+@dataclass
+class StudyData:
+    records: list[dict[str, Any]]
+    curves: pd.DataFrame  # per run and epoch (history.csv + axis values)
+    batches: dict[str, pd.DataFrame]  # point id -> batch_loss.csv
+    init_stats: pd.DataFrame  # per run and activation layer, at initialisation
+    dead_units: pd.DataFrame  # per run and activation layer, after training
+
+
+def collect(params: dict[str, Any], layout: Layout, study: str) -> StudyData:
+    records, curves, batches, init_rows, dead_rows = [], [], {}, [], []
     for point in study_points(params, study):
         run_dir = layout.run_dir(study, point.point_id)
         records.append(read_json(run_dir / "metrics.json"))
-        history = pd.read_csv(run_dir / "history.csv")
-        for key, value in point.axes.items():
-            history[key] = "+".join(value) if isinstance(value, list) else value
-        history["point_id"] = point.point_id
+        labels = {key: _label(value) for key, value in point.axes.items()}
+        history = pd.read_csv(run_dir / "history.csv").rename(columns={"lr": "epoch_lr"})
+        if len(history) and records[-1]["status"] == "completed":
+            records[-1].setdefault("train_loss_running", float(history["train_loss"].iloc[-1]))
+            records[-1].setdefault("train_error_running", float(history["train_error"].iloc[-1]))
+        history = history.assign(study=study, point_id=point.point_id, **labels)
         curves.append(history)
-    return records, pd.concat(curves, ignore_index=True) if curves else pd.DataFrame()
+        batch_path = run_dir / "batch_loss.csv"
+        batches[point.point_id] = pd.read_csv(batch_path) if batch_path.exists() else pd.DataFrame(
+            columns=["epoch", "batch", "loss"])
+        diagnostics_path = run_dir / "diagnostics.json"
+        diagnostics = read_json(diagnostics_path) if diagnostics_path.exists() else {}
+        for index, entry in enumerate(diagnostics.get("init_activation_stats", [])):
+            init_rows.append({"point_id": point.point_id, "layer": entry["layer"], "layer_index": index,
+                              "mean": entry["mean"], "std": entry["std"], **labels})
+        for index, entry in enumerate(diagnostics.get("dead_units", [])):
+            dead_rows.append({"point_id": point.point_id, "layer": entry["layer"], "layer_index": index,
+                              "dead_fraction": entry["dead_fraction"], "units": entry["units"], **labels})
+    return StudyData(records, pd.concat(curves, ignore_index=True) if curves else pd.DataFrame(), batches,
+                     pd.DataFrame(init_rows), pd.DataFrame(dead_rows))
 
+
+# ------------------------------------------------------------------------------------------------ writing
 
 def save_figure(figure: Any, path: Path, params: dict[str, Any]) -> Path:
     import matplotlib.pyplot as plt
@@ -34,48 +163,79 @@ def save_figure(figure: Any, path: Path, params: dict[str, Any]) -> Path:
     return path
 
 
-def write_table(table: pd.DataFrame, stem: Path, caption: str) -> list[Path]:
+def write_table(table: pd.DataFrame, stem: Path, caption: str, csv_table: pd.DataFrame | None = None) -> list[Path]:
+    """Markdown and LaTeX of the display table; the CSV holds `csv_table` (numbers) where given."""
     from trickbench.report.tables import to_latex, to_markdown
 
     paths = [stem.with_suffix(".md"), stem.with_suffix(".csv"), stem.with_suffix(".tex")]
     write_text(paths[0], f"{caption}\n\n{to_markdown(table)}")
     with atomic_path(paths[1]) as tmp:
-        table.to_csv(tmp, index=False)
+        (table if csv_table is None else csv_table).to_csv(tmp, index=False)
     write_text(paths[2], to_latex(table, caption))
     return paths
 
 
-def study_outputs(params: dict[str, Any], layout: Layout, study: str) -> dict[str, Path]:
-    """Every file the report writes for a study (the engines declare exactly these)."""
-    out, fmt = layout.study_results(study), params["report"]["figure_format"]
-    keys = axis_keys(study_points(params, study))
-    outputs = {f"{name}_{ext}": out / f"{name}.{ext}" for name in ("summary", "ensembles") for ext in ("md", "csv", "tex")}
-    if "activation" in keys:
-        outputs |= {f"activations_{ext}": out / f"activations.{ext}" for ext in ("md", "csv", "tex")}
-    outputs["learning_curves"] = out / f"learning_curves.{fmt}"
-    outputs["comparison"] = out / f"comparison.{fmt}"
-    return outputs
-
-
-def report_outputs(params: dict[str, Any], layout: Layout) -> list[Path]:
-    paths = [layout.runs_table, layout.spectrum_figure]
-    for study in params["studies"]:
-        paths += list(study_outputs(params, layout, study).values())
-    return paths
-
-
-def study_report(params: dict[str, Any], layout: Layout, study: str) -> list[Path]:
-    from trickbench.report.figures import comparison_figure, study_curves_figure
-    from trickbench.report.tables import display_table, runs_frame, summary_table
-
-    records, curves = collect(params, layout, study)
-    frame = runs_frame(records)
-    keys = axis_keys(study_points(params, study))
+def main_axis(keys: list[str]) -> str:
+    """The axis that colours a study's figures: activation if varied, else the first non-seed axis."""
     group_keys = [k for k in keys if k != "seed"]
-    metrics = params["report"]["metrics"]
+    return "activation" if "activation" in keys else (group_keys[0] if group_keys else "point_id")
+
+
+def batch_frame(data: StudyData, points: list[Any], hue: str) -> pd.DataFrame:
+    """Per-batch losses of one run per `hue` value (the first in grid order, i.e. the lowest seed)."""
+    chosen: dict[Any, str] = {}
+    for point in points:
+        value = _label(point.axes.get(hue, point.point_id)) if hue != "point_id" else point.point_id
+        chosen.setdefault(value, point.point_id)
+    frames = []
+    for value, pid in chosen.items():
+        batches = data.batches[pid]
+        if batches.empty:
+            continue
+        per_epoch = int(batches["batch"].max()) + 1
+        frames.append(pd.DataFrame({"step": batches["epoch"] * per_epoch + batches["batch"],
+                                    "loss": batches["loss"], hue: str(value)}))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["step", "loss", hue])
+
+
+def paper_caption(params: dict[str, Any], study: str, reference: Any, metrics: list[str]) -> str:
+    settings = params["report"]["paper_table"]
+    description = params["studies"][study].get("description", "")
+    parts = [f"Study `{study}`" + (f": {description}" if description else "") + "."]
+    if settings["note"]:
+        parts.append(settings["note"].strip())
+    parts.append(f"Per activation: {' and '.join(m.replace('_', ' ') for m in metrics)} as mean ± std over seeds "
+                 f"(n = completed runs)")
+    if reference is not None:
+        parts[-1] += (f"; beside them {reference.title} (single runs) and ours − paper, the paper's "
+                      f"{reference.columns[0]} set against our {metrics[0].replace('_', ' ')} and its "
+                      f"{reference.columns[1]} against our {metrics[1].replace('_', ' ') if len(metrics) > 1 else '—'}")
+    correction = settings["correction"]
+    parts[-1] += "."
+    parts.append(f"Δ vs {settings['baseline']}: mean paired difference over runs with the same seed (and the same "
+                 f"value of every other axis); p: two-sided paired t-test (scipy.stats.ttest_rel)"
+                 + (", in brackets Holm-adjusted over the activations compared" if correction == "holm" else "")
+                 + f"; sig.: adjusted p < {settings['alpha']:g}; n/a: fewer than 2 pairs or no variance.")
+    return " ".join(parts)
+
+
+def study_report(params: dict[str, Any], layout: Layout, study: str, data: StudyData | None = None) -> list[Path]:
+    from trickbench.report import figures
+    from trickbench.report.diagnosis import Thresholds, diagnose, diagnosis_frame, diagnosis_markdown
+    from trickbench.report.paper import reference as paper_reference
+    from trickbench.report.tables import display_table, paper_display, paper_table, runs_frame, summary_table
+
+    settings = params["report"]
+    data = data if data is not None else collect(params, layout, study)
+    frame = runs_frame(data.records)
+    points = study_points(params, study)
+    keys = axis_keys(points)
+    group_keys = [k for k in keys if k != "seed"]
+    metrics = settings["metrics"]
     outputs = study_outputs(params, layout, study)
     stem = lambda key: outputs[f"{key}_md"].with_suffix("")  # noqa: E731
 
+    # tables
     summary = summary_table(frame, group_keys, metrics)
     write_table(display_table(summary, group_keys, metrics), stem("summary"),
                 f"Study `{study}`: final metrics, mean ± std over seeds (n = seeds).")
@@ -83,20 +243,70 @@ def study_report(params: dict[str, Any], layout: Layout, study: str) -> list[Pat
         by_activation = summary_table(frame, ["activation"], metrics)
         write_table(display_table(by_activation, ["activation"], metrics), stem("activations"),
                     f"Study `{study}`: per activation, mean ± std over seeds and the other axes.")
+        table_settings = settings["paper_table"]
+        reference = paper_reference(table_settings["reference"])
+        pair = table_settings["metrics"]
+        numeric = paper_table(frame, pair, reference, table_settings["baseline"], table_settings["alpha"],
+                              table_settings["correction"])
+        write_table(paper_display(numeric, pair, reference, table_settings["baseline"], table_settings["correction"]),
+                    stem("paper_table"), paper_caption(params, study, reference, pair), csv_table=numeric)
     ensemble = read_json(layout.ensemble_json(study))
-    columns = ["kind", "label", "size", "test_error", "test_loss", "best_single_test_error", "gain_test_error"]
-    table = pd.DataFrame(ensemble["rows"], columns=None if ensemble["rows"] else columns)
-    write_table(table[columns].round(4), stem("ensembles"),
-                f"Study `{study}`: ensembles (members chosen by {ensemble['metric']}) against the best single model.")
+    columns = ["kind", "label", "size", ensemble["metric"], "test_error", "test_loss", "best_single_test_error",
+               "gain_test_error", "best_single_test_loss", "gain_test_loss", "gain_over_best_member_test_error"]
+    ensembles = pd.DataFrame(ensemble["rows"]).reindex(columns=columns)
+    write_table(ensembles.round(4), stem("ensembles"),
+                f"Study `{study}`: ensembles (members chosen by {ensemble['metric']}, never by a test metric) "
+                f"against the best single model by {ensemble['metric']}"
+                + (f" ({ensemble['best_single']['point_id']})" if "best_single" in ensemble else "")
+                + "; gain = best single − ensemble (positive: the ensemble is better).")
 
-    hue = "activation" if "activation" in keys else (group_keys[0] if group_keys else "point_id")
-    curve_metric = params["report"]["curve_metric"]
-    save_figure(study_curves_figure(curves, curve_metric, hue, f"{study}: {curve_metric} per epoch"),
+    # diagnosis
+    thresholds = Thresholds.from_params(settings["diagnosis"])
+    num_classes = len(read_json(layout.manifest)["class_names"]) if layout.manifest.exists() else None
+    history_of = {pid: part for pid, part in data.curves.groupby("point_id", sort=False)} if len(data.curves) else {}
+    rows = [{"point_id": record["point_id"], "status": record["status"],
+             "diagnosis": diagnose(history_of.get(record["point_id"], pd.DataFrame(columns=["train_loss"])), record,
+                                   thresholds, data.batches.get(record["point_id"]), num_classes)}
+            for record in data.records]
+    write_text(outputs["diagnosis_md"], diagnosis_markdown(study, rows, thresholds))
+    with atomic_path(outputs["diagnosis_csv"]) as tmp:
+        diagnosis_frame(rows).to_csv(tmp, index=False)
+
+    # figures
+    hue = main_axis(keys)
+    curve_metric = settings["curve_metric"]
+    curves = data.curves.assign(**{hue: data.curves[hue].astype(str)}) if hue in data.curves else data.curves
+    save_figure(figures.study_curves_figure(curves, curve_metric, hue, f"{study}: {curve_metric} per epoch"),
                 outputs["learning_curves"], params)
     other = next((k for k in group_keys if k != hue), None)
     done = frame[frame["status"] == "completed"]
-    save_figure(comparison_figure(done, "test_error", hue, other, f"{study}: test error by {hue}"),
+    save_figure(figures.comparison_figure(done, "test_error", hue, other, f"{study}: test error by {hue}"),
                 outputs["comparison"], params)
+    save_figure(figures.accuracy_gap_figure(data.curves, hue, f"{study}: train vs validation accuracy by {hue}"),
+                outputs["accuracy_gap"], params)
+    batch_hue = "lr" if "lr" in keys else hue
+    save_figure(figures.batch_loss_figure(batch_frame(data, points, batch_hue), batch_hue, settings["batch_loss_window"],
+                                          f"{study}: loss of every training batch (lowest seed per {batch_hue})"),
+                outputs["batch_loss"], params)
+    if "lr_curves" in outputs:
+        save_figure(figures.lr_curves_figure(data.curves, "train_loss", "lr", f"{study}: training loss per epoch by lr"),
+                    outputs["lr_curves"], params)
+    if "dead_units" in outputs:
+        save_figure(figures.dead_units_figure(data.dead_units, "activation",
+                                              f"{study}: units never positive on the validation split"),
+                    outputs["dead_units"], params)
+    if "init_activation_std" in outputs:
+        col = "activation" if "activation" in keys else None
+        save_figure(figures.init_std_figure(data.init_stats, "initializer", col,
+                                            f"{study}: activation std per layer at initialisation"),
+                    outputs["init_activation_std"], params)
+    if "init_activation_heatmap" in outputs:
+        save_figure(figures.heatmap_figure(frame, "initializer", "activation", "test_error",
+                                           f"{study}: test error, initializer × activation (mean over seeds)"),
+                    outputs["init_activation_heatmap"], params)
+    gains = pd.DataFrame(ensemble["rows"]).reindex(columns=[
+        "kind", "gain_test_error", "gain_test_loss", "gain_over_best_member_test_error", "gain_over_best_member_test_loss"])
+    save_figure(figures.ensemble_gains_figure(gains, f"{study}: what ensembling gains"), outputs["ensemble_gains"], params)
     return list(outputs.values())
 
 
@@ -110,20 +320,72 @@ def spectrum(params: dict[str, Any], layout: Layout) -> Path:
     return save_figure(figure, layout.spectrum_figure, params)
 
 
+def summary_metrics(path: Path) -> dict[str, float]:
+    """Headline numbers of a paper table for the MLflow summary run: `<metric>_mean.<activation>`, p-values."""
+    table = pd.read_csv(path)
+    metrics: dict[str, float] = {}
+    for _, row in table.iterrows():
+        for column, value in row.items():
+            if column.endswith(("_mean", "_p")) and isinstance(value, (int, float)) and math.isfinite(value):
+                metrics[f"{column}.{row['activation']}"] = float(value)
+    return metrics
+
+
+def headline(params: dict[str, Any], layout: Layout, study: str, records: list[dict[str, Any]]) -> dict[str, Any]:
+    """A study's numbers for `dvc metrics show`: run counts, the best single model and the ensembles' gains,
+    and per activation the mean of each paper-table metric."""
+    done = [r for r in records if r["status"] == "completed"]
+    result: dict[str, Any] = {"runs": len(records), "completed": len(done)}
+    ensemble = read_json(layout.ensemble_json(study))
+    if "best_single" in ensemble:
+        result["best_single"] = {k: v for k, v in ensemble["best_single"].items() if k != "point_id"}
+        result["ensemble_gain_test_error"] = {f"{row['kind']}:{row['label']}": row["gain_test_error"]
+                                              for row in ensemble["rows"] if row["kind"] != "best_single"}
+    outputs = study_outputs(params, layout, study)
+    if "paper_table_csv" in outputs:
+        table = pd.read_csv(outputs["paper_table_csv"])
+        means = [c for c in table.columns if c.endswith("_mean")]
+        result["activations"] = {row["activation"]: {c: row[c] for c in means} for _, row in table.iterrows()}
+    return result
+
+
+def _finite_or_none(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
 def report(params: dict[str, Any], layout: Layout) -> list[Path]:
+    from trickbench.io import write_json
     from trickbench.report.tables import runs_frame
 
     written = [spectrum(params, layout)]
-    all_records = []
+    all_records, all_curves, headlines = [], [], {}
     for study in params["studies"]:
-        paths = study_report(params, layout, study)
+        data = collect(params, layout, study)
+        paths = study_report(params, layout, study, data)
         written += paths
-        all_records += [read_json(layout.run_dir(study, p.point_id) / "metrics.json") for p in study_points(params, study)]
+        all_records += data.records
+        all_curves.append(data.curves)
+        headlines[study] = headline(params, layout, study, data.records)
         run = tracking.open_run(params, tracking.experiment_name(params, study), f"summary-{study}",
                                 {"trickbench.study": study, "trickbench.kind": "summary"}, {"report": params["report"]})
         for path in paths + [layout.spectrum_figure]:
             run.log_artifact(path, "report")
+        outputs = study_outputs(params, layout, study)
+        if "paper_table_csv" in outputs:
+            run.log_metrics(summary_metrics(outputs["paper_table_csv"]), step=0)
         run.end()
     with atomic_path(layout.runs_table) as tmp:
         runs_frame(all_records).to_csv(tmp, index=False)
-    return [layout.runs_table, *written]
+    curves = pd.concat(all_curves, ignore_index=True) if all_curves else pd.DataFrame()
+    if len(curves):
+        curves.insert(0, "run", curves["study"] + "/" + curves["point_id"])
+        numeric = curves.select_dtypes("number").columns
+        curves[numeric] = curves[numeric].where(curves[numeric].abs() != math.inf)  # inf -> empty cell
+    with atomic_path(curves_table(layout)) as tmp:
+        curves.to_csv(tmp, index=False)
+    write_json(metrics_file(layout), _finite_or_none(headlines))
+    return [layout.runs_table, curves_table(layout), metrics_file(layout), *written]

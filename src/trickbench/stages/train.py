@@ -27,24 +27,52 @@ def write_csv(path: Path, rows: list[dict[str, Any]] | list[tuple], header: list
                 writer.writerow([row[key] for key in header] if isinstance(row, dict) else row)
 
 
+def _read_input(path: Path, read: Any) -> Any:
+    """A prepared input of the train stage; a missing or unreadable one is the user's to fix, named."""
+    from trickbench.data.sources import DataError
+
+    if not Path(path).exists():
+        raise DataError(f"{path}: missing; run the prepare and stats stages first")
+    try:
+        return read(path)
+    except Exception as error:  # truncated npz (BadZipFile), garbage JSON, missing arrays ...
+        raise DataError(f"{path}: unreadable ({type(error).__name__}: {error}); rerun the prepare and stats "
+                        "stages") from None
+
+
+def log_missing_epochs(run: Any, history: list[dict[str, Any]]) -> None:
+    """A resumed run: log the checkpoint's epochs that the MLflow run lacks (the job died between saving a
+    checkpoint and logging that epoch), so its metric history holds every epoch exactly once."""
+    if getattr(run, "run_id", None) is None or not history:
+        return
+    logged = {m.step for m in tracking.retry(lambda: tracking.metric_history(run.uri, run.run_id, "val_loss"))}
+    for row in history:
+        if row["epoch"] not in logged:
+            run.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=row["epoch"])
+
+
 def train_point(params: dict[str, Any], layout: Layout, study: str, point_id: str) -> dict[str, Any]:
     import torch
 
     from trickbench.data.prepared import load_prepared
     from trickbench.data.stats import load_stats
-    from trickbench.report.figures import learning_curve_figure
-    from trickbench.train.loop import load_checkpoint, resolve_device, train
+    from trickbench.train.loop import finetune_source, load_checkpoint, resolve_device, train
 
     point = find_point(params, study, point_id)
-    manifest = read_json(layout.manifest)
+    if point.config["finetune_from"]:  # a bad path is the user's input error: fail before opening a run
+        finetune_source(point.config["finetune_from"])
+    manifest = _read_input(layout.manifest, read_json)
+    prepared = _read_input(layout.prepared, load_prepared)
+    stats = _read_input(layout.stats_json, lambda path: load_stats(
+        path, layout.stats_arrays, device=resolve_device(point.config["device"])))
     digest = run_digest(point, manifest["digest"])
     run_dir = layout.run_dir(study, point_id)
     run_dir.mkdir(parents=True, exist_ok=True)
+    for stale in run_dir.glob(".*.tmp"):  # left by a job killed inside an atomic write (one job per point)
+        stale.unlink(missing_ok=True)
     checkpoint_path = layout.checkpoint(study, point_id)
     previous = load_checkpoint(checkpoint_path, digest)
 
-    prepared = load_prepared(layout.prepared)
-    stats = load_stats(layout.stats_json, layout.stats_arrays, device=resolve_device(point.config["device"]))
     tags = {
         "trickbench.study": study, "trickbench.grid_point": point_id,
         "trickbench.params_digest": point.config_digest, "trickbench.data_digest": manifest["digest"],
@@ -52,8 +80,10 @@ def train_point(params: dict[str, Any], layout: Layout, study: str, point_id: st
     }
     run = tracking.open_run(params, tracking.experiment_name(params, study), point_id, tags,
                             {**point.config, "data.source": params["data"]["source"]},
-                            run_id=previous.get("mlflow_run_id") if previous else None)
-    if previous is None:
+                            run_id=previous.get("mlflow_run_id") if previous else None, background=True)
+    if previous is not None:
+        log_missing_epochs(run, previous["history"])
+    else:
         run.log_dataset(params["data"]["source"], manifest["digest"], str(layout.prepared),
                         {"features": prepared.images["train"], "targets": prepared.labels["train"]}, "training")
     try:
@@ -80,6 +110,8 @@ def train_point(params: dict[str, Any], layout: Layout, study: str, point_id: st
 
     run.log_metrics({f"final_{k}": v for k, v in result.metrics.items()}, step=len(result.history))
     run.set_tags({"trickbench.status": result.status})
+    from trickbench.report.figures import learning_curve_figure  # seaborn: seconds, so only once trained
+
     figure = learning_curve_figure(result.history, title=f"{study}: {point_id}")
     run.log_figure(figure, "learning_curves.png")
     for name in ("history.csv", "batch_loss.csv", "diagnostics.json"):

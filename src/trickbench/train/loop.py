@@ -8,6 +8,8 @@ job killed at any point resumes where the last complete epoch left off.
 from __future__ import annotations
 
 import math
+import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,12 +20,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from trickbench.data.archives import DataError
 from trickbench.data.augment import apply_augmentations, center_crop, crop_to
 from trickbench.data.prepared import Prepared
 from trickbench.data.preprocess import PREPROCESSORS
 from trickbench.io import atomic_path
 from trickbench.metrics import error_rate, log_loss
-from trickbench.nn.activations import activation_layers, make_activation, negative_slope, no_decay_parameter_names
+from trickbench.nn.activations import (
+    activation_layers, make_activation, negative_slope, no_decay_parameter_names, prelu_parameters,
+)
 from trickbench.nn.initializers import initialize
 from trickbench.nn.models import apply_finetune, build_model, load_backbone
 from trickbench.train.optim import OPTIMIZERS, SCHEDULES, step_schedule
@@ -32,6 +37,17 @@ from trickbench.train.regularizers import (
 )
 
 CHECKPOINT_VERSION = 1
+
+# Start-up instrumentation (benchmarks/pipeline_overhead.py): with TRICKBENCH_EXIT_AFTER_FIRST_STEP=1 a
+# process prints the wall-clock time at which its first optimizer step completed and exits at once.
+EXIT_AFTER_FIRST_STEP = os.environ.get("TRICKBENCH_EXIT_AFTER_FIRST_STEP") == "1"
+
+
+def _exit_after_first_step(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    print(f"trickbench: first training step done at {time.time():.6f}", file=sys.stderr, flush=True)
+    os._exit(0)
 
 
 class Tracker:
@@ -120,15 +136,57 @@ def build_network(config: dict[str, Any], reg: Regularization, image_shape: tupl
 
 
 def parameter_groups(model: nn.Module, reg: Regularization, config: dict[str, Any]) -> list[dict[str, Any]]:
-    """L2 acts on weights only: biases, norm parameters and (He et al.) PReLU slopes get no decay."""
-    exempt = set(no_decay_parameter_names(model))
+    """L2 acts on weights only: biases, norm parameters and (He et al.) PReLU slopes get no decay.
+
+    `weight_decay_on_prelu: true` puts the learned activation slopes back under decay. Parameters
+    frozen by fine-tuning are not handed to the optimizer at all.
+    """
+    names = set(no_decay_parameter_names(model))
+    exempt = {id(p) for name, p in model.named_parameters() if name in names}
     if config["weight_decay_on_prelu"]:
-        exempt = {name for name in exempt if "prelu" not in name.lower()}
+        exempt -= {id(p) for p in prelu_parameters(model)}
     decay, no_decay = [], []
-    for name, parameter in model.named_parameters():
+    for parameter in model.parameters():
         if parameter.requires_grad:
-            (no_decay if name in exempt else decay).append(parameter)
+            (no_decay if id(parameter) in exempt else decay).append(parameter)
     return [{"params": decay, "weight_decay": reg.l2}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def finetune_source(path: str | Path) -> dict[str, torch.Tensor]:
+    """The state dict that `train.finetune_from` names (the model.pt of an earlier run).
+
+    A missing or unusable file is bad input: DataError, one line naming the key and the path.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"train.finetune_from: {path}: no such file; expected the model.pt of an earlier run")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # truncated, not a torch file, or not a plain state dict
+        raise DataError(f"train.finetune_from: {path}: not a readable model.pt ({type(error).__name__})") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise DataError(f"train.finetune_from: {path}: expected a state dict of tensors (a run's model.pt)")
+    return state
+
+
+def frozen_blocks(model: nn.Module) -> list[nn.Module]:
+    """Feature blocks whose parameters fine-tuning froze entirely (finetune_mode linear or top).
+
+    They stay in evaluation mode while the rest trains: their batch-norm statistics stay the
+    checkpoint's and their dropout is off, so the trained part sees fixed features (the seed's linear
+    classifier on the features of a pre-trained model).
+    """
+    blocks = getattr(model, "blocks", None)
+    if blocks is None:
+        return []
+    return [block for block in blocks.children()
+            if any(True for _ in block.parameters()) and not any(p.requires_grad for p in block.parameters())]
+
+
+def train_mode(model: nn.Module, frozen: list[nn.Module]) -> None:
+    model.train()
+    for block in frozen:
+        block.eval()
 
 
 # ----------------------------------------------------------------------------------------- evaluation
@@ -267,11 +325,20 @@ def train(config: dict[str, Any], prepared: Prepared, stats: dict[str, Any], *, 
 
     # model, optimizer, schedule
     model = build_network(config, reg, prepared.image_shape, prepared.num_classes)
+    frozen: list[nn.Module] = []
     if config["finetune_from"]:
-        backbone = torch.load(config["finetune_from"], map_location="cpu", weights_only=True)
-        load_backbone(model, backbone)
+        # tensors whose name and shape match are loaded; a head of another class count keeps its fresh init
+        source = finetune_source(config["finetune_from"])
+        try:
+            load_backbone(model, source)
+        except ValueError as error:  # nothing matches: another architecture or width
+            raise DataError(f"train.finetune_from: {config['finetune_from']}: {error}") from None
         apply_finetune(model, config["finetune_mode"])
+        frozen = frozen_blocks(model)
     model = model.to(device=device, memory_format=memory_format)
+    # train.compile: the training forward goes through torch.compile (evaluation, checkpoints and
+    # state dicts keep using the plain module, whose parameters the compiled one shares)
+    forward = torch.compile(model) if config.get("compile") else model
     optimizer = OPTIMIZERS.get(config["optimizer"])(parameter_groups(model, reg, config), config)
     scheduler = SCHEDULES.get(config["schedule"])(optimizer, config)
     weights = penalized_weights(model)
@@ -299,13 +366,14 @@ def train(config: dict[str, Any], prepared: Prepared, stats: dict[str, Any], *, 
         init_stats, start_epoch = resumed["init_stats"], resumed["epoch"]
         status = resumed["status"]
 
-    steps_per_epoch = math.ceil(len(train_data) / config["batch_size"])
     for epoch in range(start_epoch, config["epochs"]):
         if status != "completed":
             break
         started = time.perf_counter()
-        model.train()
+        train_mode(model, frozen)
         order = epoch_order(train_data.labels, prepared.num_classes, config["class_balance"], generator)
+        # the whole order is one epoch: oversampling makes it longer than the training set, undersampling shorter
+        steps_per_epoch = math.ceil(len(order) / config["batch_size"])
         loss_sum = torch.zeros((), device=device)
         wrong_sum = torch.zeros((), device=device)
         epoch_losses = []
@@ -315,7 +383,7 @@ def train(config: dict[str, Any], prepared: Prepared, stats: dict[str, Any], *, 
                 break
             x, y = train_data.batch(index)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                logits = model(train_batch(x))
+                logits = forward(train_batch(x))
                 loss = F.cross_entropy(logits.float(), y, weight=loss_weight)
             objective = loss + l1_penalty(weights, reg.l1) if reg.l1 else loss
             optimizer.zero_grad(set_to_none=True)
@@ -323,6 +391,8 @@ def train(config: dict[str, Any], prepared: Prepared, stats: dict[str, Any], *, 
             optimizer.step()
             if reg.max_norm is not None:
                 apply_max_norm(weights, reg.max_norm)
+            if EXIT_AFTER_FIRST_STEP:
+                _exit_after_first_step(device)
             detached = loss.detach()
             epoch_losses.append(detached)
             loss_sum += detached * len(index)
@@ -330,7 +400,7 @@ def train(config: dict[str, Any], prepared: Prepared, stats: dict[str, Any], *, 
         # one device-to-host transfer per epoch, not per step
         losses = torch.stack(epoch_losses).float().cpu().tolist()
         batch_losses.extend((epoch, step, value) for step, value in enumerate(losses))
-        seen = min(len(order), steps_per_epoch * config["batch_size"])
+        seen = len(order)
         train_loss, train_error = loss_sum.item() / seen, wrong_sum.item() / seen
         if not all(math.isfinite(v) for v in losses):
             status = "diverged"
@@ -346,7 +416,6 @@ def train(config: dict[str, Any], prepared: Prepared, stats: dict[str, Any], *, 
                "val_loss": val_loss, "val_error": val_error, "lr": lr,
                "seconds": time.perf_counter() - started}
         history.append(row)
-        tracker.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=epoch + 1)
 
         if config["epochs"] - epoch <= config["snapshots"] and status == "completed":
             snapshots["val"].append(val_probs.cpu())
@@ -369,6 +438,9 @@ def train(config: dict[str, Any], prepared: Prepared, stats: dict[str, Any], *, 
                 "best_val": best_val, "bad_epochs": bad_epochs, "best_state": best_state,
                 "init_stats": init_stats, "status": status, "mlflow_run_id": tracker.run_id,
             })
+        # logged after the checkpoint: a job killed in between resumes after this epoch, and the stage
+        # logs the epochs the tracker lacks (log_missing_epochs), so every epoch is in MLflow exactly once
+        tracker.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=epoch + 1)
         if on_epoch_end is not None:
             on_epoch_end(epoch + 1)
 

@@ -54,10 +54,30 @@ def cosine(optimizer: torch.optim.Optimizer, config: dict[str, Any]) -> Any:
     return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config["epochs"])
 
 
-@SCHEDULES.register("plateau", "the seed's rule: divide by 1/train.plateau_factor (2 or 5) when validation loss stops improving for train.plateau_patience epochs")
+class DivideOnPlateau(torch.optim.lr_scheduler.ReduceLROnPlateau):
+    """The seed's rule: when the validation loss stops improving, divide the learning rate by 2 (or 5).
+
+    Exactly: after each epoch, the loss improves if it is strictly below the best so far (no
+    threshold, the test early stopping uses). When ``patience`` consecutive epochs have not
+    improved, every group's lr is multiplied by ``factor`` (0.5: divide by 2, 0.2: by 5) from the next
+    epoch on, and the count restarts. ``patience`` thus means what train.patience means for early
+    stopping; torch's ReduceLROnPlateau tolerates ``patience`` bad epochs and divides at the next one,
+    hence the ``patience - 1`` it is given. ``state_dict`` / ``load_state_dict`` are torch's (resume).
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, factor: float, patience: int):
+        if not 0.0 < factor < 1.0:
+            raise ValueError(f"train.plateau_factor must be in (0, 1), got {factor}")
+        if patience < 1:
+            raise ValueError(f"train.plateau_patience must be >= 1, got {patience}")
+        super().__init__(optimizer, mode="min", factor=factor, patience=patience - 1,
+                         threshold=0.0, threshold_mode="abs", cooldown=0, min_lr=0.0, eps=0.0)
+
+
+@SCHEDULES.register("plateau", "the seed's rule (start at train.lr, the seed says 0.1): multiply by train.plateau_factor "
+                    "(1/2 or 1/5) once validation loss has not improved for train.plateau_patience epochs in a row")
 def plateau(optimizer: torch.optim.Optimizer, config: dict[str, Any]) -> Any:
-    return torch.optim.lr_scheduler.ReduceLROnPlateau(
-        optimizer, mode="min", factor=config["plateau_factor"], patience=config["plateau_patience"])
+    return DivideOnPlateau(optimizer, factor=config["plateau_factor"], patience=config["plateau_patience"])
 
 
 def step_schedule(scheduler: Any, val_loss: float) -> None:

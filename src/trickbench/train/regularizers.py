@@ -81,17 +81,28 @@ def regularization(config: dict[str, Any]) -> Regularization:
 
 
 def penalized_weights(model: nn.Module) -> list[torch.Tensor]:
-    """Weights that L1/L2/max-norm act on: those of convolutions and linear layers."""
-    return [m.weight for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    """Weights that L1 and max-norm act on: those of convolutions and linear layers that train.
+
+    Biases, norm-layer parameters and activation slopes are never penalised. Weights frozen by
+    fine-tuning are left out too: max-norm must not rescale a backbone that is meant to stay fixed.
+    (L2 reaches the same weights through the optimizer's parameter groups, see loop.parameter_groups.)
+    """
+    return [m.weight for m in model.modules()
+            if isinstance(m, (nn.Conv2d, nn.Linear)) and m.weight.requires_grad]
 
 
 def l1_penalty(weights: Iterable[torch.Tensor], strength: float) -> torch.Tensor:
+    """λ·Σ|w|, added to the loss; its gradient is λ·sign(w) (0 at w = 0)."""
     return strength * sum(w.abs().sum() for w in weights)
 
 
 @torch.no_grad()
 def apply_max_norm(weights: Iterable[torch.Tensor], c: float) -> None:
+    """Project every output unit onto the ball ‖w‖₂ ≤ c (a projection: smaller units are untouched).
+
+    A unit is one row of a Linear weight (out, in) or one filter of a convolution (out, in, kh, kw).
+    """
     for weight in weights:
-        norms = weight.flatten(1).norm(dim=1).clamp_min(1e-12)
-        scale = (c / norms).clamp(max=1.0)
+        norms = weight.flatten(1).norm(dim=1)
+        scale = torch.where(norms > c, c / norms.clamp_min(1e-12), torch.ones_like(norms))
         weight.mul_(scale.view(-1, *([1] * (weight.dim() - 1))))

@@ -1,0 +1,149 @@
+"""Model FLOPs utilisation of a NiN training step (GitHub issue 7).
+
+FLOPs of one training step (forward, loss, backward; the optimizer's elementwise update is not counted)
+come from torch.utils.flop_counter.FlopCounterMode on the real model and are cross-checked against
+reproduction.md §4 (0.445 GFLOP forward, ≈ 1.34 GFLOP per image for a training step). The achieved rate
+is that count times the images/s of trickbench's real training loop (train.loop.train: device-resident
+uint8 data, batched flip + crop, channels_last, glibc malloc settings; its first epoch is warm-up). The
+baseline is the device's dense matmul rate measured in the same run (fp32 on CPU, bf16 on GPU):
+
+    MFU = achieved FLOP/s / measured matmul FLOP/s
+
+    python benchmarks/mfu.py              # CPU; on a GPU machine also the GPU (bf16)
+    python benchmarks/mfu.py --quick      # narrow NiN, few steps: a test of the script
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any
+
+REFERENCE_FORWARD = 0.445e9  # reproduction.md §4: 222.5 M multiply-adds per 32x32 image
+REFERENCE_STEP = 1.34e9  # ≈ 3 x forward
+
+
+def step_flops(model_width: int, batch: int, device: str, channels_last: bool) -> tuple[float, float]:
+    """(forward FLOPs, training-step FLOPs) per image, counted by FlopCounterMode."""
+    import torch
+    import torch.nn.functional as F
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from trickbench.nn.models import build_model
+
+    model = build_model("nin", activation="relu", in_channels=3, num_classes=10, image_size=32, width=model_width,
+                        batch_norm=False, dropout=0.5).to(device)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    model = model.to(memory_format=fmt)
+    x = torch.rand(batch, 3, 32, 32, device=device).contiguous(memory_format=fmt)
+    y = torch.randint(0, 10, (batch,), device=device)
+    with FlopCounterMode(display=False) as forward_counter:
+        with torch.no_grad():
+            model(x)
+    with FlopCounterMode(display=False) as step_counter:
+        F.cross_entropy(model(x), y).backward()
+    return forward_counter.get_total_flops() / batch, step_counter.get_total_flops() / batch
+
+
+def matmul_rate(device: str, dtype: Any, size: int, seconds: float) -> float:
+    """Dense n x n matmul FLOP/s (2 n^3 per product), best of repeated timed bursts."""
+    import torch
+
+    a = torch.randn(size, size, device=device).to(dtype)
+    b = torch.randn(size, size, device=device).to(dtype)
+    out = torch.empty(size, size, device=device, dtype=dtype)
+
+    def sync() -> None:
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    for _ in range(3):
+        torch.mm(a, b, out=out)
+    sync()
+    best, deadline = 0.0, time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        reps = 10 if device == "cuda" else 1
+        started = time.perf_counter()
+        for _ in range(reps):
+            torch.mm(a, b, out=out)
+        sync()
+        best = max(best, reps * 2 * size ** 3 / (time.perf_counter() - started))
+    return best
+
+
+def loop_images_per_s(width: int, device: str, steps_per_epoch: int, epochs: int, images: Any, labels: Any,
+                      batch: int) -> float:
+    """Images/s of trickbench.train.loop.train (epochs after the first)."""
+    import torch
+
+    from _common import train_config
+    from trickbench.data.prepared import Prepared
+    from trickbench.data.stats import compute_stats, runtime_stats
+    from trickbench.train.loop import train
+
+    n = steps_per_epoch * batch
+    split = {"train": slice(0, n), "val": slice(n, n + 128), "test": slice(n + 128, n + 256)}
+    prepared = Prepared({k: images[s] for k, s in split.items()}, {k: labels[s] for k, s in split.items()},
+                        [str(i) for i in range(10)])
+    stats = runtime_stats(compute_stats(images[:n], whiten=False)[0], None, torch.device(device))
+    config = train_config(model="nin", width=width, activation="relu", initializer="he_normal", regularizers=[],
+                          augmentations=["flip", "crop"], preprocessing="normalize", optimizer="sgd", lr=0.01,
+                          momentum=0.9, schedule="constant", batch_size=batch, eval_batch_size=1024, snapshots=1,
+                          epochs=1 + epochs, device=device, amp=True, channels_last=True)
+    marks: list[float] = []
+    result = train(config, prepared, stats, config_digest="mfu", on_epoch_end=lambda e: marks.append(time.perf_counter()))
+    if result.status != "completed":
+        raise SystemExit(f"NiN training {result.status}")
+    return epochs * n / (marks[-1] - marks[0])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="NiN width 24, 2 steps: checks the script")
+    parser.add_argument("--devices", default="auto", help="cpu, cuda or auto")
+    parser.add_argument("--batch", type=int, default=128)
+    args = parser.parse_args()
+
+    # the process settings of `trickbench train`: glibc malloc first, before torch allocates anything
+    from trickbench.cli import tune_allocator
+
+    allocator = tune_allocator()
+    import torch
+
+    from _common import decode_cifar10, header, ratio_line, table
+
+    header("mfu")
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else []) if args.devices == "auto" \
+        else args.devices.split(",")
+    if "cuda" not in devices:
+        print("GPU: skipped (no CUDA device); CPU figures only (fp32)")
+    print(f"allocator: {allocator}")
+    width = 24 if args.quick else 192
+    images, labels = decode_cifar10(1024 if args.quick else 5000)
+    rows = []
+    for device in devices:
+        forward, step = step_flops(width, 8 if args.quick else args.batch, device, channels_last=True)
+        if not args.quick:
+            print(f"FlopCounterMode, NiN width {width}: forward {forward / 1e9:.3f} GFLOP/image "
+                  f"(reproduction.md: {REFERENCE_FORWARD / 1e9:.3f}), training step {step / 1e9:.3f} GFLOP/image "
+                  f"(reproduction.md: ≈ {REFERENCE_STEP / 1e9:.2f}; the first convolution needs no input "
+                  "gradient, so slightly less than 3 x forward)")
+        dtype = torch.bfloat16 if device == "cuda" else torch.float32
+        size = 512 if args.quick else (8192 if device == "cuda" else 2048)
+        peak = matmul_rate(device, dtype, size, 1.0 if args.quick else 5.0)
+        if device == "cuda":
+            steps, epochs = (4, 1) if args.quick else (200, 3)
+        else:
+            steps, epochs = (2, 1) if args.quick else (10, 2)
+        ips = loop_images_per_s(width, device, steps, epochs, images, labels, 8 if args.quick else args.batch)
+        achieved = ips * step
+        rows.append({"device": device, "dtype": str(dtype).replace("torch.", ""), "images/s": ips,
+                     "GFLOP/image": step / 1e9, "achieved GFLOP/s": achieved / 1e9,
+                     "matmul n": size, "matmul GFLOP/s": peak / 1e9, "MFU": f"{100 * achieved / peak:.1f} %"})
+        ratio_line(f"mfu_{device}_nin", achieved / 1e9, peak / 1e9, what="NiN training step", unit="GFLOP/s",
+                   baseline_what=f"dense {size}x{size} {str(dtype).replace('torch.', '')} matmul")
+    print()
+    table(rows, list(rows[0]))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,281 @@
+"""Training images/s: trickbench's trainer against the usual PyTorch input pipeline (GitHub issue 7).
+
+Same model (trickbench's `small_cnn` width 32 and `nin` width 192, ReLU, He init, SGD momentum 0.9 with
+foreach), same decoded CIFAR-10 images (the shared JPEG ZIP, decoded once by trickbench's decoder), same
+batch size (128), same augmentation (random crop with 4 px zero padding, horizontal flip) and
+per-channel normalisation:
+
+  usual       a torchvision-style Dataset over the uint8 images (PIL image per sample) and a DataLoader
+              with 2 workers, transforms RandomCrop(32, padding=4), RandomHorizontalFlip, ToTensor,
+              Normalize; model in the default memory format, fp32; default glibc malloc settings.
+  trickbench  the real training loop, `trickbench.train.loop.train` (uint8 data resident on the device,
+              flips and crops on whole batches there), with trickbench's defaults: channels_last,
+              bf16 autocast on GPU, and the glibc malloc settings `trickbench train` applies.
+  ablations   trickbench with one optimisation switched off (or torch.compile switched on), to show
+              what each is worth.
+
+Each arm runs in its own fresh process (the malloc settings are per process) with all cores' threads.
+Warm-up is separate: the usual arm skips its first steps (worker start-up included), the trickbench arm
+its first epoch; trickbench's measured epochs include their per-epoch validation on 128 images.
+
+    python benchmarks/throughput.py                    # CPU (and GPU when there is one), both models
+    python benchmarks/throughput.py --quick            # tiny sizes: a test of the script
+    python benchmarks/throughput.py --models nin --ablations malloc,channels_last,compile
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from _common import clean_env, decode_cifar10, header, ratio_line, run_child, table, train_config
+
+MODELS = {"small_cnn": 32, "nin": 192}
+# steps per measurement: (usual warm-up, usual measured, trickbench steps per epoch, trickbench measured epochs)
+STEPS = {
+    ("cpu", "small_cnn"): (5, 40, 20, 2),
+    ("cpu", "nin"): (2, 12, 8, 2),
+    ("cuda", "small_cnn"): (10, 100, 100, 3),
+    ("cuda", "nin"): (10, 100, 100, 3),
+}
+QUICK_STEPS = (1, 3, 3, 1)
+QUICK_WIDTH = {"small_cnn": 8, "nin": 24}
+BATCH = 128
+VAL_IMAGES = 128
+TARGET = 2.0
+ABLATIONS = {
+    "malloc": "trickbench, default glibc malloc",
+    "channels_last": "trickbench, contiguous (NCHW) layout",
+    "amp": "trickbench, fp32 (no bf16 autocast)",
+    "compile": "trickbench + torch.compile",
+}
+
+
+# ------------------------------------------------------------------------------------------ workers
+
+def model_config(model: str, width: int, device: str, **overrides: Any) -> dict[str, Any]:
+    return train_config(model=model, width=width, activation="relu", initializer="he_normal", regularizers=[],
+                        augmentations=["flip", "crop"], preprocessing="normalize", optimizer="sgd", lr=0.01,
+                        momentum=0.9, schedule="constant", batch_size=BATCH, eval_batch_size=1024,
+                        snapshots=1, device=device, **overrides)
+
+
+def load_arrays(path: str) -> tuple[Any, Any]:
+    import numpy as np
+
+    with np.load(path) as data:
+        return data["images"], data["labels"]
+
+
+def channel_stats(images: Any) -> dict[str, Any]:
+    from trickbench.data.stats import compute_stats
+
+    stats_json, _ = compute_stats(images, whiten=False)
+    return stats_json
+
+
+def worker_usual(spec: dict[str, Any]) -> dict[str, Any]:
+    """torchvision Dataset + DataLoader(2 workers) + transforms: the pipeline of most CIFAR tutorials."""
+    import torch
+    import torch.nn.functional as F
+    from PIL import Image
+    from torch.utils.data import DataLoader, Dataset
+    from torchvision import transforms
+
+    from trickbench.train.loop import build_network, parameter_groups
+    from trickbench.train.optim import OPTIMIZERS
+    from trickbench.train.regularizers import regularization
+
+    images, labels = load_arrays(spec["data"])
+    stats = channel_stats(images)
+    device = torch.device(spec["device"])
+    config = model_config(spec["model"], spec["width"], spec["device"], channels_last=False, amp=False)
+
+    class CifarImages(Dataset):
+        """What torchvision.datasets.CIFAR10 does per sample: uint8 HWC array -> PIL image -> transform."""
+
+        def __init__(self, images: Any, labels: Any, transform: Any):
+            self.images, self.labels, self.transform = images, labels, transform
+
+        def __len__(self) -> int:
+            return len(self.labels)
+
+        def __getitem__(self, index: int) -> tuple[Any, int]:
+            return self.transform(Image.fromarray(self.images[index])), int(self.labels[index])
+
+    transform = transforms.Compose([
+        transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip(), transforms.ToTensor(),
+        transforms.Normalize(stats["channel_mean"], stats["channel_std"]),
+    ])
+    loader = DataLoader(CifarImages(images, labels, transform), batch_size=BATCH, shuffle=True, num_workers=2,
+                        drop_last=True, pin_memory=device.type == "cuda")
+    torch.manual_seed(0)
+    reg = regularization(config)
+    model = build_network(config, reg, images.shape[1:], 10).to(device)
+    optimizer = OPTIMIZERS.get("sgd")(parameter_groups(model, reg, config), config)
+    model.train()
+    warmup, measured = spec["usual_steps"]
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    batches = iter(loader)
+    started = None
+    for step in range(warmup + measured):
+        if step == warmup:
+            sync()
+            started = time.perf_counter()
+        x, y = next(batches)
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        loss = F.cross_entropy(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    sync()
+    seconds = time.perf_counter() - started
+    return {"images_per_s": measured * BATCH / seconds, "seconds": seconds, "images": measured * BATCH,
+            "final_loss": float(loss)}
+
+
+def worker_trickbench(spec: dict[str, Any]) -> dict[str, Any]:
+    """The real loop: trickbench.train.loop.train on a Prepared built from the same images."""
+    if spec.get("malloc", True):
+        from trickbench.cli import tune_allocator
+
+        allocator = tune_allocator()
+    else:
+        allocator = "default"
+    import torch
+
+    from trickbench.data.prepared import Prepared
+    from trickbench.data.stats import runtime_stats
+    from trickbench.train.loop import train
+
+    images, labels = load_arrays(spec["data"])
+    per_epoch, epochs = spec["tb_steps"]
+    n_train = per_epoch * BATCH
+    if len(labels) < n_train + 2 * VAL_IMAGES:
+        raise SystemExit(f"need {n_train + 2 * VAL_IMAGES} images, have {len(labels)}")
+    val, test = slice(n_train, n_train + VAL_IMAGES), slice(n_train + VAL_IMAGES, n_train + 2 * VAL_IMAGES)
+    prepared = Prepared(images={"train": images[:n_train], "val": images[val], "test": images[test]},
+                        labels={"train": labels[:n_train], "val": labels[val], "test": labels[test]},
+                        class_names=[str(i) for i in range(10)])
+    device = torch.device(spec["device"])
+    stats = runtime_stats(channel_stats(images), None, device)
+    config = model_config(spec["model"], spec["width"], spec["device"], epochs=1 + epochs,
+                          channels_last=spec.get("channels_last", True), amp=spec.get("amp", True),
+                          compile=spec.get("compile", False))
+    marks: list[float] = []
+    started = time.perf_counter()
+    result = train(config, prepared, stats, config_digest="benchmark",
+                   on_epoch_end=lambda epoch: marks.append(time.perf_counter()))
+    if result.status != "completed" or len(marks) != 1 + epochs:
+        raise SystemExit(f"training did not complete: {result.status}, {len(marks)} epochs")
+    seconds = marks[-1] - marks[0]
+    return {"images_per_s": epochs * n_train / seconds, "seconds": seconds, "images": epochs * n_train,
+            "warmup_seconds": marks[0] - started, "final_loss": result.history[-1]["train_loss"],
+            "allocator": allocator}
+
+
+def run_worker(spec_json: str) -> None:
+    spec = json.loads(spec_json)
+    import torch
+
+    if spec.get("threads"):
+        torch.set_num_threads(spec["threads"])
+    result = worker_usual(spec) if spec["arm"] == "usual" else worker_trickbench(spec)
+    result["threads"] = torch.get_num_threads()
+    print(json.dumps(result))
+
+
+# ------------------------------------------------------------------------------------------- driver
+
+def arms(device: str, ablations: list[str]) -> list[tuple[str, dict[str, Any]]]:
+    out = [("usual (DataLoader, 2 workers)", {"arm": "usual"}), ("trickbench", {"arm": "trickbench"})]
+    for name in ablations:
+        if name == "amp" and device != "cuda":
+            continue
+        if name == "compile":
+            out.append((ABLATIONS[name], {"arm": "trickbench", "compile": True}))
+        else:
+            out.append((ABLATIONS[name], {"arm": "trickbench", name: False}))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny widths and step counts: checks the script")
+    parser.add_argument("--models", default=",".join(MODELS), help="comma-separated: small_cnn,nin")
+    parser.add_argument("--devices", default="auto", help="cpu, cuda or auto (cpu, plus cuda when available)")
+    parser.add_argument("--ablations", default="malloc,channels_last,amp",
+                        help=f"comma-separated arms with one optimisation toggled: {','.join(ABLATIONS)} (or none)")
+    parser.add_argument("--rounds", type=int, default=1, help="repeat every arm this many times, keep the best")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        run_worker(args.worker)
+        return
+
+    import torch
+
+    header("throughput")
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else []) if args.devices == "auto" \
+        else args.devices.split(",")
+    if "cuda" in devices and not torch.cuda.is_available():
+        print("GPU: skipped (no CUDA device)")
+        devices.remove("cuda")
+    elif "cuda" not in devices and args.devices == "auto":
+        print("GPU: skipped (no CUDA device); CPU figures only")
+    ablations = [a for a in args.ablations.split(",") if a and a != "none"]
+    models = args.models.split(",")
+
+    started = time.perf_counter()
+    need = max((s[2] * BATCH + 2 * VAL_IMAGES) for s in STEPS.values())
+    if args.quick:
+        need = QUICK_STEPS[2] * BATCH + 2 * VAL_IMAGES
+    images, labels = decode_cifar10(max(need, 1024 if args.quick else 10000))
+    print(f"data: {len(labels)} CIFAR-10 training images decoded in {time.perf_counter() - started:.1f} s")
+    with tempfile.TemporaryDirectory(prefix="trickbench-throughput-") as tmp:
+        import numpy as np
+
+        data_path = str(Path(tmp) / "cifar10.npz")
+        np.savez(data_path, images=images, labels=labels)
+        rows = []
+        for device in devices:
+            for model in models:
+                steps = QUICK_STEPS if args.quick else STEPS[(device, model)]
+                width = QUICK_WIDTH[model] if args.quick else MODELS[model]
+                results: dict[str, dict[str, Any]] = {}
+                for _ in range(args.rounds):
+                    for label, arm in arms(device, ablations):
+                        spec = {**arm, "device": device, "model": model, "width": width, "data": data_path,
+                                "usual_steps": steps[:2], "tb_steps": steps[2:]}
+                        result = run_child([sys.executable, __file__, "--worker", json.dumps(spec)], clean_env())
+                        if label not in results or result["images_per_s"] > results[label]["images_per_s"]:
+                            results[label] = result
+                base = results["usual (DataLoader, 2 workers)"]["images_per_s"]
+                for label, result in results.items():
+                    rows.append({"device": device, "model": f"{model} w{width}", "arm": label,
+                                 "images/s": result["images_per_s"], "vs usual": result["images_per_s"] / base,
+                                 "measured images": result["images"], "seconds": result["seconds"]})
+                tb = results["trickbench"]["images_per_s"]
+                print(f"{device} {model}: usual {base:.1f} images/s, trickbench {tb:.1f} images/s", flush=True)
+                ratio_line(f"throughput_{device}_{model}", tb, base, what="trickbench", baseline_what="usual",
+                           unit="images/s", target=f">= {TARGET:g}x" if device == "cpu" else None,
+                           met=tb / base >= TARGET)
+                for label, result in results.items():
+                    if label.startswith("trickbench,") or label.startswith("trickbench +"):
+                        ratio_line(f"ablation_{device}_{model}_{label.split(' ', 1)[1].strip(', ').replace(' ', '_')}",
+                                   tb, result["images_per_s"], what="trickbench", baseline_what=label,
+                                   unit="images/s")
+        print()
+        table(rows, ["device", "model", "arm", "images/s", "vs usual", "measured images", "seconds"])
+
+
+if __name__ == "__main__":
+    main()

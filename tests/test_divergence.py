@@ -1,0 +1,114 @@
+"""Divergence: a NaN or infinite loss ends that run with status `diverged` (metrics.json, the MLflow tag
+`trickbench.status`); the rest of the grid completes, the ensemble leaves it out and the report lists it."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import BIN, REPO, tiny_params, write_params
+from trickbench import tracking
+
+STABLE, UNSTABLE = "lr-0.05", "lr-1000000.0"
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory):
+    """The tiny study's prepared data and statistics, in this process (tracking off)."""
+    from trickbench.data.prepared import load_prepared
+    from trickbench.data.stats import load_stats
+    from trickbench.params import load_params
+    from trickbench.paths import Layout
+    from trickbench.stages.data import download, prepare, stats
+
+    workdir = tmp_path_factory.mktemp("digits")
+    write_params(workdir / "params.yaml", tiny_params())
+    params = load_params(workdir / "params.yaml")
+    params["tracking"]["enabled"] = False
+    layout = Layout(workdir / "artifacts", workdir / "results")
+    download(params, layout), prepare(params, layout, progress=False), stats(params, layout)
+    config = {**params["train"], "device": "cpu"}
+    return config, load_prepared(layout.prepared), load_stats(layout.stats_json, layout.stats_arrays,
+                                                              device=torch.device("cpu"))
+
+
+def test_nan_loss_ends_the_run_as_diverged(digits):
+    from trickbench.train.loop import train
+
+    config, prepared, stats = digits
+    result = train({**config, "lr": 1e6, "epochs": 3}, prepared, stats, config_digest="x")
+    assert result.status == "diverged"
+    assert len(result.history) == 1  # stopped after the epoch that diverged, not trained on
+    assert all(math.isnan(result.metrics[f"{split}_{m}"]) for split in ("train", "val", "test") for m in ("loss", "error"))
+    assert result.predictions == {}  # nothing an ensemble could pick up
+
+
+def test_infinite_loss_in_a_later_epoch_ends_the_run(digits, monkeypatch):
+    """An inf loss (not NaN) in epoch 2: the run stops there as diverged."""
+    from trickbench.train import loop
+
+    config, prepared, stats = digits
+    steps_per_epoch = math.ceil(len(prepared.labels["train"]) / config["batch_size"])
+    calls = {"n": 0}
+    cross_entropy = loop.F.cross_entropy
+
+    class Patched:
+        def __getattr__(self, name):
+            return getattr(torch.nn.functional, name)
+
+        @staticmethod
+        def cross_entropy(*args, **kwargs):
+            calls["n"] += 1
+            loss = cross_entropy(*args, **kwargs)
+            return loss * math.inf if calls["n"] == steps_per_epoch + 3 else loss
+
+    monkeypatch.setattr(loop, "F", Patched())
+    history = []
+    result = loop.train({**config, "epochs": 4}, prepared, stats, config_digest="x",
+                        tracker=type("T", (), {"run_id": None, "log_metrics": lambda self, m, step: history.append(step),
+                                               "set_tags": lambda self, t: None})())
+    assert result.status == "diverged"
+    assert [row["epoch"] for row in result.history] == [1, 2] and history == [1, 2]
+    assert math.isfinite(result.history[0]["train_loss"]) and not math.isfinite(result.history[1]["train_loss"])
+
+
+@pytest.mark.slow
+def test_a_diverging_grid_point_does_not_stop_the_pipeline(tmp_path):
+    params = tiny_params()
+    params["studies"] = {"lr": {"axes": {"lr": [0.05, 1.0e6]}}}
+    workdir = tmp_path / "project"
+    workdir.mkdir()
+    shutil.copy(REPO / "Snakefile", workdir)
+    shutil.copytree(REPO / "workflow", workdir / "workflow")
+    write_params(workdir / "params.yaml", params)
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
+    done = subprocess.run(["timeout", "-k", "10", "600", str(BIN / "snakemake"), "--cores", "2"], cwd=workdir,
+                          env=env, capture_output=True, text=True)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+
+    runs = workdir / "artifacts/runs/lr"
+    stable = json.loads((runs / STABLE / "metrics.json").read_text())
+    unstable = json.loads((runs / UNSTABLE / "metrics.json").read_text())
+    assert stable["status"] == "completed" and math.isfinite(stable["test_error"])
+    assert unstable["status"] == "diverged" and math.isnan(unstable["test_loss"])
+
+    uri = os.environ["MLFLOW_TRACKING_URI"]
+    by_point = {r.data.tags.get("trickbench.grid_point"): r for r in tracking.runs_of(uri, "trickbench-lr")}
+    assert by_point[UNSTABLE].data.tags["trickbench.status"] == "diverged"
+    assert by_point[UNSTABLE].info.status == "FAILED"
+    assert by_point[STABLE].data.tags["trickbench.status"] == "completed"
+
+    ensemble = json.loads((workdir / "artifacts/ensembles/lr.json").read_text())
+    assert ensemble["best_single"]["point_id"] == STABLE
+    assert all(UNSTABLE not in row["members"] for row in ensemble["rows"])
+
+    with open(workdir / "results/runs.csv", newline="") as handle:
+        status = {row["point_id"]: row["status"] for row in csv.DictReader(handle)}
+    assert status == {STABLE: "completed", UNSTABLE: "diverged"}

@@ -1,0 +1,80 @@
+"""`trickbench list <kind>`: every registered entry with its one-line definition; an unknown kind is bad
+input (exit 2, one line naming the valid kinds).
+
+The CLI runs as a subprocess for the exit-code contract (each start imports torch, about 2-4 s, so only
+a few kinds go that way) and in process, through the same `main`, for every kind.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from trickbench.catalog import registry
+from trickbench.cli import main
+
+KINDS = {"activations": "activation", "initializers": "initializer", "regularizers": "regularizer",
+         "augmentations": "augmentation", "models": "model", "optimizers": "optimizer", "schedules": "schedule",
+         "preprocessings": "preprocessing", "sources": "source"}
+TRICKBENCH = Path(sys.executable).parent / "trickbench"
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    return subprocess.run([str(TRICKBENCH), *args], capture_output=True, text=True, timeout=120, env=env)
+
+
+def assert_lists_every_entry(stdout: str, kind: str) -> None:
+    lines = stdout.splitlines()
+    entries = list(registry(kind))
+    assert len(lines) == len(entries) > 0
+    for line, entry in zip(lines, entries):
+        name, _, description = line.partition("  ")
+        assert name == entry.name
+        assert description.strip() == " ".join(entry.description.split()) != ""
+
+
+@pytest.mark.parametrize("kind", ["activations", "sources"])
+def test_list_as_a_subprocess(kind: str) -> None:
+    done = cli("list", kind)
+    assert done.returncode == 0, done.stderr
+    assert_lists_every_entry(done.stdout, KINDS[kind])
+
+
+def test_unknown_kind_as_a_subprocess() -> None:
+    done = cli("list", "tricks")
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert "'tricks'" in done.stderr
+    for kind in KINDS:
+        assert kind in done.stderr
+
+
+@pytest.mark.parametrize("kind", [*KINDS, *KINDS.values()])
+def test_list_every_kind(kind: str, capsys) -> None:
+    assert main(["list", kind]) == 0
+    out = capsys.readouterr().out
+    assert_lists_every_entry(out, KINDS.get(kind, kind))
+
+
+def test_every_paper_trick_is_listed(capsys) -> None:
+    expected = {
+        "activations": ["relu", "leaky_relu_a100", "leaky_relu_a5.5", "prelu", "rrelu", "sigmoid", "tanh"],
+        "initializers": ["zeros", "small_random", "lecun_normal", "xavier_uniform", "xavier_normal", "he_normal",
+                         "orthogonal", "default"],
+        "regularizers": ["l2", "l1", "elastic_net", "max_norm", "dropout", "batch_norm", "early_stopping",
+                         "augmentation"],
+        "augmentations": ["flip", "crop", "color_jitter", "hsv", "fancy_pca"],
+        "preprocessings": ["zero_center", "normalize", "pca_whiten", "zca_whiten"],
+        "optimizers": ["sgd", "adam", "rmsprop", "adagrad"],
+        "schedules": ["constant", "step", "cosine", "plateau"],
+        "models": ["small_cnn", "nin", "ndsb_net"],
+    }
+    for kind, names in expected.items():
+        main(["list", kind])
+        listed = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
+        assert set(names) <= set(listed), (kind, set(names) - set(listed))

@@ -1,0 +1,131 @@
+"""Tracking server mode: every job of a Snakemake run logs to one `mlflow server` (what a cluster needs:
+SQLite on a network file system is unsafe). A real server on 127.0.0.1, stopped afterwards."""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from conftest import BIN, REPO, tiny_params, write_params
+from trickbench import tracking
+
+pytestmark = pytest.mark.slow
+POINTS = ["activation-relu__seed-0", "activation-relu__seed-1", "activation-rrelu__seed-0", "activation-rrelu__seed-1"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory):
+    """`mlflow server` on a free port of 127.0.0.1 with its own SQLite store and served artifacts."""
+    port = free_port()
+    store = tmp_path_factory.mktemp("server")
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}",
+           "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}  # no background job runner (7 processes) for a test
+    env.pop("MLFLOW_TRACKING_URI", None)
+    log = open(store / "server.log", "w")
+    proc = subprocess.Popen(
+        [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+         "--backend-store-uri", f"sqlite:///{store / 'mlflow.db'}",
+         "--artifacts-destination", str(store / "artifacts"), "--serve-artifacts"],
+        cwd=store, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"mlflow server exited ({proc.returncode}):\n{(store / 'server.log').read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"{uri}/health", timeout=2) as response:
+                    if response.read().strip() == b"OK":
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"mlflow server not healthy after 180 s:\n{(store / 'server.log').read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield uri, store
+    finally:
+        stop_group(proc)
+        log.close()
+
+
+def stop_group(proc: subprocess.Popen) -> None:
+    """SIGTERM to the server's own process group (it has worker children), SIGKILL after 15 s."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    except ProcessLookupError:
+        pass
+    try:  # children that outlived the main process
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def copy_project(target: Path, params: dict) -> Path:
+    target.mkdir(parents=True, exist_ok=True)
+    shutil.copy(REPO / "Snakefile", target)
+    shutil.copytree(REPO / "workflow", target / "workflow")
+    write_params(target / "params.yaml", params)
+    return target
+
+
+def test_pipeline_logs_every_run_to_the_server(mlflow_server, tmp_path):
+    uri, store = mlflow_server
+    params = tiny_params()
+    params["tracking"]["uri"] = uri  # the params route; the environment route is tested below
+    workdir = copy_project(tmp_path / "project", params)
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
+    env.pop("MLFLOW_TRACKING_URI")
+    done = subprocess.run(["timeout", "-k", "10", "600", str(BIN / "snakemake"), "--cores", "2"], cwd=workdir,
+                          env=env, capture_output=True, text=True)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+
+    assert not (workdir / "mlflow.db").exists() and not (workdir / "mlartifacts").exists(), "a local store was used"
+    runs = [r for r in tracking.runs_of(uri, "trickbench-acts") if r.data.tags.get("trickbench.grid_point")]
+    assert sorted(r.data.tags["trickbench.grid_point"] for r in runs) == sorted(POINTS)  # one run per point
+    client = tracking.client(uri)
+    for run in runs:
+        assert run.info.status == "FINISHED" and run.data.tags["trickbench.status"] == "completed"
+        for key in ("train_loss", "val_loss", "val_error", "lr"):
+            assert [m.step for m in tracking.metric_history(uri, run.info.run_id, key)] == [1, 2], key
+        assert "final_test_error" in run.data.metrics
+        artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+        assert {"metrics.json", "history.csv", "learning_curves.png"} <= artifacts
+    data_runs = {r.info.run_name for r in tracking.runs_of(uri, "trickbench-data")}
+    assert {"prepare", "stats"} <= data_runs
+    assert any(r.data.tags.get("trickbench.kind") == "summary" for r in tracking.runs_of(uri, "trickbench-acts"))
+    # the artifacts went through the server into its --artifacts-destination
+    assert list((store / "artifacts").rglob("metrics.json"))
+
+
+def test_mlflow_tracking_uri_in_the_environment_points_jobs_at_the_server(mlflow_server, tmp_path):
+    uri, _ = mlflow_server
+    workdir = tmp_path / "project"
+    workdir.mkdir()
+    params = tiny_params()  # tracking.uri: null
+    params["tracking"]["experiment_prefix"] = "envroute"
+    write_params(workdir / "params.yaml", params)
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "MLFLOW_TRACKING_URI": uri}
+    done = subprocess.run([str(BIN / "trickbench"), "tracking"], cwd=workdir, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert f"tracking: {uri}" in done.stdout
+    assert not (workdir / "mlflow.db").exists()
+    names = {e.name for e in tracking.client(uri).search_experiments()}
+    assert {"envroute-data", "envroute-acts"} <= names

@@ -1,0 +1,342 @@
+"""The training loop in process, without MLflow: every component by name runs, runs are reproducible
+and resumable, and the per-run diagnostics (per-batch loss, activation statistics at initialization,
+dead units) say what they claim.
+
+The helpers at the top (`train_config`, `digits`, `digits_stats`, `run`) are shared with
+test_regularizers.py and test_finetune.py.
+"""
+from __future__ import annotations
+
+import functools
+import math
+from pathlib import Path
+
+import jsonschema
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from trickbench.data.augment import AUGMENTATIONS
+from trickbench.data.prepared import Prepared, stratified_split
+from trickbench.data.preprocess import PREPROCESSORS, build_preprocessor
+from trickbench.data.stats import compute_stats, runtime_stats
+from trickbench.nn.activations import ACTIVATIONS, activation_layers
+from trickbench.nn.initializers import INITIALIZERS
+from trickbench.params import fill_defaults, raw_schema, schema_with_registries
+from trickbench.train.loop import (
+    DeviceData, TrainResult, build_network, dead_unit_fractions, load_checkpoint, train,
+)
+from trickbench.train.optim import OPTIMIZERS, SCHEDULES
+from trickbench.train.regularizers import REGULARIZERS, regularization
+
+# --------------------------------------------------------------------------------------------- helpers
+
+REPO_PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One torch thread: the runs are tiny and the cores are shared with other jobs."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@functools.lru_cache(maxsize=1)
+def _train_schema() -> dict:
+    schema = schema_with_registries()
+    return {**schema["$defs"]["train_config"], "$defs": schema["$defs"]}
+
+
+def train_config(**overrides) -> dict:
+    """A full, schema-valid train config: the schema's defaults, on the CPU, width 4, one epoch."""
+    schema = raw_schema()
+    config: dict = {}
+    fill_defaults(config, schema["$defs"]["train_config"], schema)
+    config.update(device="cpu", width=4, epochs=1, batch_size=64)
+    unknown = set(overrides) - set(config)
+    assert not unknown, f"not train keys: {unknown}"
+    config.update(overrides)
+    jsonschema.Draft202012Validator(_train_schema()).validate(config)
+    return config
+
+
+@functools.lru_cache(maxsize=1)
+def digits() -> Prepared:
+    """scikit-learn's digits split as the prepare stage splits them (uint8 (N, 8, 8, 1), 10 classes).
+
+    Cached and shared: never modify it; build a new Prepared instead.
+    """
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    images = np.rint(bunch.images * 255.0 / 16.0).astype(np.uint8)[..., None]
+    labels = bunch.target.astype(np.int64)
+    kept, test = stratified_split(labels, 0.15, 0)
+    train_idx, val_idx = stratified_split(labels[kept], 0.15, 1)
+    pool_images, pool_labels = images[kept], labels[kept]
+    return Prepared(
+        images={"train": pool_images[train_idx], "val": pool_images[val_idx], "test": images[test]},
+        labels={"train": pool_labels[train_idx], "val": pool_labels[val_idx], "test": labels[test]},
+        class_names=[str(i) for i in range(10)],
+    )
+
+
+def stats_of(prepared: Prepared) -> dict:
+    """The runtime stats dict (channel statistics, colour PCA, whitening) of a prepared set."""
+    return runtime_stats(*compute_stats(prepared.images["train"]))
+
+
+@functools.lru_cache(maxsize=1)
+def digits_stats() -> dict:
+    return stats_of(digits())
+
+
+def run(prepared: Prepared | None = None, stats: dict | None = None, **overrides) -> TrainResult:
+    prepared = prepared if prepared is not None else digits()
+    stats = stats if stats is not None else (digits_stats() if prepared is digits() else stats_of(prepared))
+    return train(train_config(**overrides), prepared, stats, config_digest="test")
+
+
+def assert_finite_run(result: TrainResult, epochs: int = 1) -> None:
+    assert result.status == "completed"
+    assert len(result.history) == epochs
+    for key in ("train", "val", "test"):
+        assert math.isfinite(result.metrics[f"{key}_loss"]), result.metrics
+        assert 0.0 <= result.metrics[f"{key}_error"] <= 1.0
+    for row in result.history:
+        assert all(math.isfinite(v) for v in row.values()), row
+    assert result.batch_losses and all(math.isfinite(loss) for _, _, loss in result.batch_losses)
+    probs = result.predictions["test_probs"]
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+    assert all(torch.isfinite(t).all() for t in result.model_state.values() if t.is_floating_point())
+
+
+def without_seconds(history: list[dict]) -> list[dict]:
+    return [{k: v for k, v in row.items() if k != "seconds"} for row in history]
+
+
+def assert_same_run(a: TrainResult, b: TrainResult) -> None:
+    assert a.metrics == b.metrics
+    assert without_seconds(a.history) == without_seconds(b.history)
+    assert a.batch_losses == b.batch_losses
+    assert a.model_state.keys() == b.model_state.keys()
+    assert all(torch.equal(a.model_state[k], b.model_state[k]) for k in a.model_state)
+    for key in a.predictions:
+        np.testing.assert_array_equal(a.predictions[key], b.predictions[key])
+
+
+# ------------------------------------------------------------------ every component by name runs
+
+@pytest.mark.parametrize("initializer", ["he_normal", "xavier_uniform", "orthogonal"])
+@pytest.mark.parametrize("activation", ACTIVATIONS.names())
+def test_every_activation_with_a_few_initializers(activation: str, initializer: str) -> None:
+    assert_finite_run(run(activation=activation, initializer=initializer))
+
+
+@pytest.mark.parametrize("initializer", INITIALIZERS.names())
+def test_every_initializer(initializer: str) -> None:
+    assert_finite_run(run(initializer=initializer, activation="leaky_relu_a5.5"))
+
+
+@pytest.mark.parametrize("regularizer", REGULARIZERS.names())
+def test_every_regularizer(regularizer: str) -> None:
+    assert_finite_run(run(regularizers=[regularizer]))
+
+
+def test_regularizers_change_the_run() -> None:
+    """Each regularizer that acts within one epoch makes a different run than none (same seed)."""
+    baseline = run(regularizers=["none"], l2=1e-2, l1=1e-3)
+    for name in ("l2", "l1", "elastic_net", "dropout", "batch_norm", "augmentation"):
+        result = run(regularizers=[name], l2=1e-2, l1=1e-3)
+        assert result.metrics != baseline.metrics, name
+    batch_norm = run(regularizers=["batch_norm"])
+    assert any(key.endswith("running_mean") for key in batch_norm.model_state)
+
+
+def test_all_regularizers_combined() -> None:
+    names = [n for n in REGULARIZERS.names() if n != "none"]
+    assert_finite_run(run(regularizers=names, epochs=2, max_norm=1.0), epochs=2)
+
+
+@pytest.mark.parametrize("augmentation", AUGMENTATIONS.names())
+def test_every_augmentation(augmentation: str) -> None:
+    # fancy_pca reads the colour PCA of the stats dict (here that of one grey channel)
+    assert_finite_run(run(augmentations=[augmentation]))
+
+
+def test_all_augmentations_and_training_crops() -> None:
+    result = run(augmentations=AUGMENTATIONS.names(), input_size=6)
+    assert_finite_run(result)
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES.names())
+@pytest.mark.parametrize("optimizer", OPTIMIZERS.names())
+def test_every_optimizer_with_every_schedule(optimizer: str, schedule: str) -> None:
+    lr = 0.01 if optimizer in ("adam", "rmsprop") else 0.05
+    result = run(optimizer=optimizer, schedule=schedule, lr=lr, epochs=2, step_size=1, gamma=0.5)
+    assert_finite_run(result, epochs=2)
+    first, second = (row["lr"] for row in result.history)
+    assert first == pytest.approx(lr)
+    expected = {"constant": lr, "step": lr * 0.5, "cosine": lr * (1 + math.cos(math.pi / 2)) / 2}
+    if schedule in expected:
+        assert second == pytest.approx(expected[schedule], rel=1e-9)
+    else:  # plateau: unchanged, or divided after plateau_patience epochs without improvement
+        assert second in (pytest.approx(lr), pytest.approx(lr * 0.5))
+
+
+def test_sgd_nesterov_runs() -> None:
+    assert_finite_run(run(optimizer="sgd", nesterov=True))
+
+
+def imbalanced_digits() -> Prepared:
+    """digits with classes 0-4 cut to 10 training images each (the others keep about 130)."""
+    base = digits()
+    labels = base.labels["train"]
+    keep = np.concatenate([np.flatnonzero(labels == c)[:10] if c < 5 else np.flatnonzero(labels == c)
+                           for c in range(10)])
+    keep.sort()
+    return Prepared({**base.images, "train": base.images["train"][keep]},
+                    {**base.labels, "train": labels[keep]}, base.class_names)
+
+
+@pytest.mark.parametrize("balance", ["none", "oversample", "undersample", "class_weighted_loss"])
+def test_every_class_balance(balance: str) -> None:
+    prepared = imbalanced_digits()
+    counts = np.bincount(prepared.labels["train"], minlength=10)
+    result = run(prepared, class_balance=balance, batch_size=32)
+    assert_finite_run(result)
+    epoch_size = {"oversample": 10 * counts.max(), "undersample": 10 * counts.min()}.get(balance, counts.sum())
+    assert len(result.batch_losses) == math.ceil(epoch_size / 32)
+
+
+@pytest.mark.parametrize("preprocessing", PREPROCESSORS.names())
+def test_every_preprocessing(preprocessing: str) -> None:
+    assert_finite_run(run(preprocessing=preprocessing))
+
+
+@pytest.mark.parametrize("model, width", [("small_cnn", 4), ("nin", 8)])
+def test_models_that_fit_the_digits(model: str, width: int) -> None:
+    assert_finite_run(run(model=model, width=width))
+
+
+# --------------------------------------------------------------------------- reproducible, resumable
+
+RANDOM_CONFIG = dict(activation="rrelu", augmentations=["flip", "crop", "fancy_pca"],
+                     regularizers=["dropout"], epochs=2)
+
+
+def test_same_seed_gives_a_bit_identical_run() -> None:
+    assert_same_run(run(**RANDOM_CONFIG, seed=3), run(**RANDOM_CONFIG, seed=3))
+
+
+def test_different_seed_gives_a_different_run() -> None:
+    a, b = run(**RANDOM_CONFIG, seed=3), run(**RANDOM_CONFIG, seed=4)
+    assert a.metrics["val_loss"] != b.metrics["val_loss"]
+    assert a.batch_losses != b.batch_losses
+    assert not torch.equal(a.model_state["head.fc.weight"], b.model_state["head.fc.weight"])
+
+
+@pytest.mark.parametrize("schedule", ["plateau", "cosine"])
+def test_interrupted_run_resumes_bit_identically(tmp_path, schedule: str) -> None:
+    config = train_config(**RANDOM_CONFIG | {"epochs": 4}, schedule=schedule, plateau_patience=1)
+    whole = train(config, digits(), digits_stats(), config_digest="resume")
+
+    class Interrupt(Exception):
+        pass
+
+    def stop_after_two(epoch: int) -> None:
+        if epoch == 2:
+            raise Interrupt
+
+    checkpoint = tmp_path / "checkpoint.pt"
+    with pytest.raises(Interrupt):
+        train(config, digits(), digits_stats(), config_digest="resume", checkpoint_path=checkpoint,
+              on_epoch_end=stop_after_two)
+    state = load_checkpoint(checkpoint, "resume")
+    assert state is not None and state["epoch"] == 2
+    resumed = train(config, digits(), digits_stats(), config_digest="resume", checkpoint_path=checkpoint)
+    assert resumed.resumed_from_epoch == 2
+    assert_same_run(whole, resumed)
+    assert load_checkpoint(checkpoint, "another configuration") is None
+
+
+# ------------------------------------------------------------------------------------------ diagnostics
+
+def test_batch_losses_are_per_batch_and_average_to_the_epoch_loss() -> None:
+    result = run(epochs=2, batch_size=100)
+    n = len(digits().labels["train"])
+    steps = math.ceil(n / 100)
+    assert [(e, s) for e, s, _ in result.batch_losses] == [(e, s) for e in range(2) for s in range(steps)]
+    sizes = np.array([min(100, n - 100 * s) for s in range(steps)])
+    for epoch in range(2):
+        losses = np.array([loss for e, _, loss in result.batch_losses if e == epoch])
+        assert float(losses @ sizes / n) == pytest.approx(result.history[epoch]["train_loss"], rel=1e-5)
+
+
+def init_stats(**overrides) -> list[dict]:
+    result = run(**overrides)
+    records = result.diagnostics["init_activation_stats"]
+    config = train_config(**overrides)
+    model = build_network(config, regularization(config), digits().image_shape, 10)
+    assert [r["layer"] for r in records] == [name for name, _ in activation_layers(model)]
+    return records
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh", "sigmoid"])
+def test_zero_initialization_gives_constant_activations(activation: str) -> None:
+    """No symmetry breaking: with all weights and biases 0, every activation layer outputs one constant
+    (std 0), the first included, since its pre-activation is already 0 for every input."""
+    records = init_stats(initializer="zeros", activation=activation)
+    assert len(records) == 4
+    assert all(r["std"] == 0.0 for r in records), records
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+def test_small_random_initialization_shrinks_activations_layer_by_layer(activation: str) -> None:
+    stds = [r["std"] for r in init_stats(initializer="small_random", activation=activation)]
+    assert stds[0] > 0
+    assert all(later < earlier for earlier, later in zip(stds, stds[1:])), stds
+    assert stds[-1] < 1e-3 * stds[0]  # N(0, 1e-3) weights: each layer scales by about 1e-3 sqrt(fan_in)
+
+
+def test_he_initialization_keeps_activations_alive() -> None:
+    stds = [r["std"] for r in init_stats(initializer="he_normal", activation="relu")]
+    assert all(0.1 < s < 10 for s in stds), stds
+
+
+def test_dead_units_of_a_crafted_network() -> None:
+    config = train_config(activation="relu")
+    model = build_network(config, regularization(config), digits().image_shape, 10)
+    conv1, conv3 = model.blocks.stage1.conv1, model.blocks.stage3.conv1
+    assert (conv1.out_channels, conv3.out_channels) == (4, 16)
+    with torch.no_grad():
+        conv1.bias.copy_(torch.tensor([-1e3, 1e3, -1e3, 1e3]))  # channels 0 and 2 never fire
+        conv3.bias.fill_(1e3)
+        conv3.bias[[1, 5, 9]] = -1e3  # three of 16 channels never fire
+    prepared = digits()
+    val = DeviceData(prepared.images["val"], prepared.labels["val"], torch.device("cpu"))
+    records = dead_unit_fractions(model, val, build_preprocessor("normalize", digits_stats(), "cpu"),
+                                  batch_size=50, amp=False)
+    by_layer = {r["layer"]: r for r in records}
+    assert list(by_layer) == [name for name, _ in activation_layers(model)]
+    assert by_layer["blocks.stage1.act1"] == {"layer": "blocks.stage1.act1", "dead_fraction": 0.5, "units": 4}
+    assert by_layer["blocks.stage3.act1"]["dead_fraction"] == pytest.approx(3 / 16)
+    assert by_layer["blocks.stage3.act1"]["units"] == 16
+    assert all(0.0 <= r["dead_fraction"] <= 1.0 for r in records)
+
+
+def test_dead_units_of_a_zero_initialized_relu_network() -> None:
+    """The seed's failure case: nothing ever fires, so every unit of every layer is dead at the end."""
+    result = run(initializer="zeros", activation="relu")
+    dead = result.diagnostics["dead_units"]
+    assert len(dead) == 4 and all(r["dead_fraction"] == 1.0 for r in dead), dead
+
+
+def test_dead_units_are_reported_per_layer() -> None:
+    dead = run().diagnostics["dead_units"]
+    assert [r["layer"] for r in dead] == ["blocks.stage1.act1", "blocks.stage1.act2", "blocks.stage2.act1",
+                                          "blocks.stage3.act1"]
+    assert [r["units"] for r in dead] == [4, 4, 8, 16]
