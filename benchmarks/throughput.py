@@ -51,8 +51,11 @@ ABLATIONS = {
     "malloc": "trickbench, default glibc malloc",
     "channels_last": "trickbench, contiguous (NCHW) layout",
     "amp": "trickbench, fp32 (no bf16 autocast)",
+    "foreach": "trickbench, for-loop SGD (foreach off)",
+    "fused": "trickbench + fused SGD",
     "compile": "trickbench + torch.compile",
 }
+EVAL_IMAGES = 2048
 
 
 # ------------------------------------------------------------------------------------------ workers
@@ -142,8 +145,19 @@ def worker_usual(spec: dict[str, Any]) -> dict[str, Any]:
             "final_loss": float(loss)}
 
 
+def set_optimizer_implementation(spec: dict[str, Any]) -> None:
+    """Ablations of optim.py's multi-tensor (foreach) SGD: the benchmark swaps its keyword function."""
+    from trickbench.train import optim
+
+    if spec.get("foreach") is False:
+        optim._foreach = lambda config: {"foreach": False}
+    elif spec.get("fused"):
+        optim._foreach = lambda config: {"fused": True}
+
+
 def worker_trickbench(spec: dict[str, Any]) -> dict[str, Any]:
     """The real loop: trickbench.train.loop.train on a Prepared built from the same images."""
+    set_optimizer_implementation(spec)
     if spec.get("malloc", True):
         from trickbench.cli import tune_allocator
 
@@ -182,12 +196,66 @@ def worker_trickbench(spec: dict[str, Any]) -> dict[str, Any]:
             "allocator": allocator}
 
 
+def worker_eval(spec: dict[str, Any]) -> dict[str, Any]:
+    """Evaluation of EVAL_IMAGES images: trickbench's predict (no gradients, eval_batch_size 1024) against
+    the same with batches of 128 and against a batch-128 loop that leaves autograd on."""
+    from trickbench.cli import tune_allocator
+
+    tune_allocator()
+    import torch
+
+    from trickbench.data.preprocess import PREPROCESSORS
+    from trickbench.data.stats import runtime_stats
+    from trickbench.train.loop import DeviceData, build_network, predict
+    from trickbench.train.regularizers import regularization
+
+    images, labels = load_arrays(spec["data"])
+    device = torch.device(spec["device"])
+    n = min(len(labels), spec["eval_images"])
+    data = DeviceData(images[:n], labels[:n], device)
+    config = model_config(spec["model"], spec["width"], spec["device"])
+    fmt = torch.channels_last
+    model = build_network(config, regularization(config), images.shape[1:], 10).to(device=device, memory_format=fmt)
+    preprocess = PREPROCESSORS.get("normalize")(runtime_stats(channel_stats(images), None, device), device)
+    prepare = lambda x: preprocess(x).contiguous(memory_format=fmt)  # noqa: E731
+    amp = device.type == "cuda"
+
+    def with_autograd(batch: int) -> None:
+        model.eval()
+        for start in range(0, n, batch):
+            x, _ = data.batch(torch.arange(start, min(start + batch, n), device=device))
+            model(prepare(x)).softmax(dim=1)
+
+    def timed_best(action: Any, repeats: int = 3) -> float:
+        action()  # warm-up
+        best = float("inf")
+        for _ in range(repeats):
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            started = time.perf_counter()
+            action()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            best = min(best, time.perf_counter() - started)
+        return n / best
+
+    return {
+        "predict, batch 1024, no grad": timed_best(lambda: predict(model, data, prepare, 1024, amp)),
+        "predict, batch 128, no grad": timed_best(lambda: predict(model, data, prepare, 128, amp)),
+        "batch 128, autograd on": timed_best(lambda: with_autograd(128)),
+    }
+
+
 def run_worker(spec_json: str) -> None:
     spec = json.loads(spec_json)
     import torch
 
     if spec.get("threads"):
         torch.set_num_threads(spec["threads"])
+    if spec["arm"] == "eval":
+        result = worker_eval(spec)
+        print(json.dumps(result))
+        return
     result = worker_usual(spec) if spec["arm"] == "usual" else worker_trickbench(spec)
     result["threads"] = torch.get_num_threads()
     print(json.dumps(result))
@@ -200,8 +268,8 @@ def arms(device: str, ablations: list[str]) -> list[tuple[str, dict[str, Any]]]:
     for name in ablations:
         if name == "amp" and device != "cuda":
             continue
-        if name == "compile":
-            out.append((ABLATIONS[name], {"arm": "trickbench", "compile": True}))
+        if name in ("compile", "fused"):
+            out.append((ABLATIONS[name], {"arm": "trickbench", name: True}))
         else:
             out.append((ABLATIONS[name], {"arm": "trickbench", name: False}))
     return out
@@ -212,8 +280,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="tiny widths and step counts: checks the script")
     parser.add_argument("--models", default=",".join(MODELS), help="comma-separated: small_cnn,nin")
     parser.add_argument("--devices", default="auto", help="cpu, cuda or auto (cpu, plus cuda when available)")
-    parser.add_argument("--ablations", default="malloc,channels_last,amp",
-                        help=f"comma-separated arms with one optimisation toggled: {','.join(ABLATIONS)} (or none)")
+    parser.add_argument("--ablations", default=None,
+                        help=f"comma-separated arms with one optimisation toggled: {','.join(ABLATIONS)}, or none "
+                        "(default: all but compile; none with --quick)")
+    parser.add_argument("--no-eval", action="store_true", help="skip the evaluation measurement")
     parser.add_argument("--rounds", type=int, default=1, help="repeat every arm this many times, keep the best")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -231,6 +301,8 @@ def main() -> None:
         devices.remove("cuda")
     elif "cuda" not in devices and args.devices == "auto":
         print("GPU: skipped (no CUDA device); CPU figures only")
+    if args.ablations is None:
+        args.ablations = "none" if args.quick else "malloc,channels_last,amp,foreach,fused"
     ablations = [a for a in args.ablations.split(",") if a and a != "none"]
     models = args.models.split(",")
 
@@ -268,13 +340,30 @@ def main() -> None:
                 ratio_line(f"throughput_{device}_{model}", tb, base, what="trickbench", baseline_what="usual",
                            unit="images/s", target=f">= {TARGET:g}x" if device == "cpu" else None,
                            met=tb / base >= TARGET)
-                for label, result in results.items():
-                    if label.startswith("trickbench,") or label.startswith("trickbench +"):
-                        ratio_line(f"ablation_{device}_{model}_{label.split(' ', 1)[1].strip(', ').replace(' ', '_')}",
-                                   tb, result["images_per_s"], what="trickbench", baseline_what=label,
-                                   unit="images/s")
+                for key, label in ABLATIONS.items():
+                    if label in results:
+                        ratio_line(f"ablation_{device}_{model}_{key}", tb, results[label]["images_per_s"],
+                                   what="trickbench", baseline_what=label, unit="images/s")
         print()
         table(rows, ["device", "model", "arm", "images/s", "vs usual", "measured images", "seconds"])
+        if not args.no_eval:
+            print()
+            eval_rows = []
+            for device in devices:
+                for model in models:
+                    width = QUICK_WIDTH[model] if args.quick else MODELS[model]
+                    spec = {"arm": "eval", "device": device, "model": model, "width": width, "data": data_path,
+                            "eval_images": 256 if args.quick else EVAL_IMAGES}
+                    result = run_child([sys.executable, __file__, "--worker", json.dumps(spec)], clean_env())
+                    base = result["predict, batch 1024, no grad"]
+                    for label, value in result.items():
+                        eval_rows.append({"device": device, "model": f"{model} w{width}", "evaluation": label,
+                                          "images/s": value})
+                        if label != "predict, batch 1024, no grad":
+                            key = label.replace(", ", "_").replace(" ", "_")
+                            ratio_line(f"eval_{device}_{model}_vs_{key}", base, value,
+                                       what="predict (batch 1024, no grad)", baseline_what=label, unit="images/s")
+            table(eval_rows, ["device", "model", "evaluation", "images/s"])
 
 
 if __name__ == "__main__":

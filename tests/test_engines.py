@@ -66,7 +66,7 @@ def test_snakemake_builds_every_declared_output(snakemake_project):
         for name in RUN_OUTPUTS:
             assert (snakemake_project / "artifacts/runs/acts" / point / name).is_file()
     results = snakemake_project / "results"
-    for name in ("runs.csv", "data/pca_spectrum.png", "acts/summary.md", "acts/activations.tex",
+    for name in ("runs.csv", "data/pca_spectrum.png", "data/class_counts.md", "acts/summary.md", "acts/activations.tex",
                  "acts/ensembles.csv", "acts/learning_curves.png", "acts/comparison.png"):
         assert (results / name).stat().st_size > 0, name
     summary = (results / "acts/activations.md").read_text()

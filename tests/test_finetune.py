@@ -23,12 +23,7 @@ from trickbench.train.regularizers import penalized_weights, regularization
 ARCHITECTURE = dict(activation="prelu", regularizers=["batch_norm"], width=4)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

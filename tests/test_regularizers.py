@@ -23,12 +23,7 @@ from trickbench.train.regularizers import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def network(image_shape=(8, 8, 1), num_classes=10, **overrides) -> tuple[nn.Module, Regularization, dict]:

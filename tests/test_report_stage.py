@@ -137,7 +137,8 @@ def crafted(tmp_path):
     summary, arrays = compute_stats(images)
     write_json(layout.stats_json, summary)
     np.savez(layout.stats_arrays, **arrays)
-    write_json(layout.manifest, {"class_names": [f"c{i}" for i in range(CLASSES)]})
+    write_json(layout.manifest, {"class_names": [f"c{i}" for i in range(CLASSES)], "source": "crafted",
+                                 "digest": "0" * 64, "class_counts": {split: [5] * CLASSES for split in ("train", "val", "test")}})
     for study in params["studies"]:
         ensemble(params, layout, study)
     return params, layout

@@ -217,32 +217,53 @@ def test_killed_runs_resume_bit_identically(tmp_path):
 
 
 def test_truncated_checkpoint_retrains_from_scratch(tmp_path):
-    """A damaged checkpoint is detected and not loaded: the stage trains from epoch 0 and gets the
-    uninterrupted result (in this process, tracking off: the CLI path is the test above)."""
+    """A damaged checkpoint of this very run is detected and not loaded: the stage trains from epoch 0
+    and gets the uninterrupted result; the intact file resumes (the control). In this process, tracking
+    off; the CLI path is the test above."""
+    from trickbench.data.prepared import load_prepared
+    from trickbench.data.stats import load_stats
+    from trickbench.grid import find_point
+    from trickbench.io import read_json
     from trickbench.params import load_params
-    from trickbench.stages.train import train_point
+    from trickbench.stages.train import run_digest, train_point
+    from trickbench.train.loop import train
 
     prepare_project(tmp_path, resume_params())
     params = load_params(tmp_path / "params.yaml")
     params["tracking"]["enabled"] = False
     layout = Layout(tmp_path / "artifacts", tmp_path / "results")
+    checkpoint, run_dir = layout.checkpoint(STUDY, POINT), layout.run_dir(STUDY, POINT)
+    point = find_point(params, STUDY, POINT)
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_epoch_2(epoch: int) -> None:
+        if epoch == 2:
+            raise Stop
+
     threads = torch.get_num_threads()
     torch.set_num_threads(params["resources"]["threads"])
     try:
         first = train_point(params, layout, STUDY, POINT)
-        reference = tmp_path / "reference"
-        shutil.copytree(layout.run_dir(STUDY, POINT), reference)
-        checkpoint = layout.checkpoint(STUDY, POINT)
-        assert checkpoint_state(checkpoint)["epoch"] == EPOCHS
-        data = checkpoint.read_bytes()
-        checkpoint.write_bytes(data[: len(data) // 2])
-        (layout.run_dir(STUDY, POINT) / "metrics.json").unlink()
-        again = train_point(params, layout, STUDY, POINT)
+        assert not checkpoint.exists()  # a complete run drops its checkpoint: a rerun trains afresh
+        shutil.copytree(run_dir, tmp_path / "reference")
+        with pytest.raises(Stop):  # a real checkpoint of this run after epoch 2
+            train(point.config, load_prepared(layout.prepared),
+                  load_stats(layout.stats_json, layout.stats_arrays, device=torch.device("cpu")),
+                  config_digest=run_digest(point, read_json(layout.manifest)["digest"]),
+                  checkpoint_path=checkpoint, on_epoch_end=stop_after_epoch_2)
+        intact = checkpoint.read_bytes()
+        checkpoint.write_bytes(intact[: len(intact) // 2])
+        from_scratch = train_point(params, layout, STUDY, POINT)
+        assert_same_outputs(run_dir, tmp_path / "reference")
+        checkpoint.write_bytes(intact)
+        resumed = train_point(params, layout, STUDY, POINT)
+        assert_same_outputs(run_dir, tmp_path / "reference")
     finally:
         torch.set_num_threads(threads)
-    assert first["resumed_from_epoch"] == 0 and again["resumed_from_epoch"] == 0
-    assert checkpoint_state(checkpoint)["epoch"] == EPOCHS  # rewritten whole
-    assert_same_outputs(layout.run_dir(STUDY, POINT), reference)
+    assert first["resumed_from_epoch"] == 0 and from_scratch["resumed_from_epoch"] == 0
+    assert resumed["resumed_from_epoch"] == 2
 
 
 # ------------------------------------------------------------------------------- corrupt checkpoints
@@ -296,3 +317,153 @@ def test_pickle_exploit_really_runs_without_weights_only(tmp_path, monkeypatch):
     with open(path, "rb") as handle:
         pickle.load(handle)
     assert (tmp_path / "exploited").exists()
+
+
+# ---------------------------------------------------------------------------------- interrupted writes
+
+SLOW_WRITER = """
+import sys, time
+from trickbench.io import atomic_path
+with atomic_path(sys.argv[1]) as tmp:
+    with open(tmp, "w") as handle:
+        for i in range(100000):
+            handle.write("partial line %d\\n" % i)
+            handle.flush()
+            if i == 100:
+                print("writing", flush=True)
+            time.sleep(0.001)
+"""
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_a_write_killed_midway_leaves_no_partial_file(tmp_path, existing):
+    """SIGKILL inside an atomic write: the target is absent (or still the old, complete file)."""
+    target = tmp_path / "out" / "metrics.json"
+    if existing:
+        target.parent.mkdir()
+        target.write_text('{"complete": true}\n')
+    proc = subprocess.Popen([str(BIN / "python"), "-c", SLOW_WRITER, str(target)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "writing"
+    proc.kill()
+    proc.wait()
+    if existing:
+        assert target.read_text() == '{"complete": true}\n'
+    else:
+        assert not target.exists()
+    leftovers = list(target.parent.glob(".metrics.json.*.tmp"))
+    assert len(leftovers) == 1 and "partial line" in leftovers[0].read_text()  # only the hidden temporary
+
+
+def test_a_write_that_raises_leaves_nothing(tmp_path):
+    from trickbench.io import atomic_path, write_json
+
+    target = tmp_path / "table.csv"
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_text("half a table")
+            raise RuntimeError("interrupted")
+    assert list(tmp_path.iterdir()) == []
+    write_json(target, {"a": 1})
+    with pytest.raises(TypeError):
+        write_json(target, {"not serialisable": object()})
+    assert json.loads(target.read_text()) == {"a": 1} and list(tmp_path.iterdir()) == [target]
+
+
+def test_the_train_stage_removes_temporaries_of_a_killed_job(tmp_path):
+    """A job killed inside an atomic write leaves `.<name>.<random>.tmp`; the next run of the point
+    deletes it (one job per grid point: nobody else writes there)."""
+    from trickbench.params import load_params
+    from trickbench.stages.train import train_point
+
+    params = resume_params()
+    params["train"].update({"epochs": 1, "width": 4, "batch_size": 128})
+    prepare_project(tmp_path, params)
+    loaded = load_params(tmp_path / "params.yaml")
+    loaded["tracking"]["enabled"] = False
+    layout = Layout(tmp_path / "artifacts", tmp_path / "results")
+    run_dir = layout.run_dir(STUDY, POINT)
+    run_dir.mkdir(parents=True)
+    stale = run_dir / ".predictions.npz.k2j4x9.tmp"
+    stale.write_bytes(b"half")
+    train_point(loaded, layout, STUDY, POINT)
+    assert not stale.exists() and not list(run_dir.glob(".*.tmp"))
+
+
+FILE_WRITERS = {"savez", "savez_compressed", "save", "savefig", "to_csv", "to_parquet", "dump"}  # f(..., file)
+
+
+def unsafe_writes(text: str) -> list[str]:
+    """File writes in Python source that do not target a name bound by `with atomic_path(...) as x` (or a
+    handle opened on one): open(x, "w"), x.write_text(), np.savez(x), torch.save(_, x), fig.savefig(x),
+    frame.to_csv(x), json.dump(_, x), shutil.copy, os.replace ..."""
+    import ast
+
+    tree = ast.parse(text)
+    atomic: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.With):
+            for item in node.items:
+                call, target = item.context_expr, item.optional_vars
+                if isinstance(call, ast.Call) and isinstance(target, ast.Name):
+                    name = _call_name(call)
+                    opened_on_atomic = name == "open" and call.args and _is(call.args[0], atomic)
+                    if name == "atomic_path" or opened_on_atomic:
+                        atomic.add(target.id)
+    problems = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        name, func = _call_name(node), node.func
+        owner = getattr(getattr(func, "value", None), "id", "")
+        arguments = [*node.args, *(k.value for k in node.keywords)]
+        if name == "open" and len(node.args) > 1 and isinstance(node.args[1], ast.Constant):
+            unsafe = any(c in str(node.args[1].value) for c in "wax+") and not _is(node.args[0], atomic)
+        elif name in ("write_text", "write_bytes") and isinstance(func, ast.Attribute):
+            unsafe = not _is(func.value, atomic)
+        elif name in FILE_WRITERS and isinstance(func, ast.Attribute) and (name != "save" or owner in ("torch", "np")):
+            unsafe = not any(_is(arg, atomic) for arg in arguments)
+        else:
+            unsafe = owner in ("shutil", "os") and name in ("copy", "copyfile", "copy2", "move", "rename", "replace")
+        if unsafe:
+            problems.append(f"line {node.lineno}: {ast.unparse(node)[:80]}")
+    return problems
+
+
+def _call_name(call) -> str:
+    import ast
+
+    return call.func.attr if isinstance(call.func, ast.Attribute) else getattr(call.func, "id", "")
+
+
+def _is(expr, names: set[str]) -> bool:
+    return getattr(expr, "id", None) in names
+
+
+def test_the_write_audit_catches_plain_writes():
+    assert unsafe_writes("""
+with atomic_path(p) as tmp:
+    with open(tmp, "wb") as handle:
+        np.savez(handle, a=1)
+    torch.save(state, tmp)
+    tmp.write_text("x")
+""") == []
+    bad = unsafe_writes("""
+with open(path, "w") as handle:
+    json.dump(obj, handle)
+path.write_text("x")
+np.savez(path, a=1)
+torch.save(state, path)
+figure.savefig(path)
+frame.to_csv(path)
+shutil.copy(a, b)
+os.replace(a, b)
+""")
+    assert len(bad) == 9, bad  # the open() and the json.dump() into its handle both count
+
+
+def test_every_write_in_the_package_goes_through_an_atomic_path():
+    """The audit over src/trickbench (trickbench.io implements atomic_path, write_text, write_json)."""
+    package = Path(__file__).resolve().parents[1] / "src" / "trickbench"
+    problems = [f"{source.relative_to(package)} {problem}" for source in sorted(package.rglob("*.py"))
+                if source != package / "io.py" for problem in unsafe_writes(source.read_text())]
+    assert not problems, "\n".join(problems)

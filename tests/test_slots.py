@@ -166,7 +166,7 @@ def test_devices_come_from_the_override_or_cuda_visible_devices(monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "-1")
     assert slots.visible_devices() == []
     monkeypatch.setenv("TRICKBENCH_GPUS", "two")
-    with pytest.raises(ValueError, match="TRICKBENCH_GPUS"):
+    with pytest.raises(slots.SlotError, match="TRICKBENCH_GPUS"):
         slots.visible_devices()
 
 

@@ -35,13 +35,7 @@ from trickbench.train.regularizers import REGULARIZERS, regularization
 REPO_PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One torch thread: the runs are tiny and the cores are shared with other jobs."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @functools.lru_cache(maxsize=1)

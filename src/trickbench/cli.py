@@ -84,9 +84,10 @@ def cmd_list(args: argparse.Namespace) -> None:
 
 
 def cmd_grid(args: argparse.Namespace) -> None:
-    from trickbench.grid import expand_grid
+    from trickbench.grid import expand_grid, study_points
 
-    points = [p for p in expand_grid(_params(args)) if args.study in (None, p.study)]
+    params = _params(args)
+    points = expand_grid(params) if args.study is None else study_points(params, args.study)  # unknown: error
     if args.format == "json":
         print(json.dumps([{"study": p.study, "point_id": p.point_id, "axes": p.axes, "config": p.config}
                           for p in points], indent=2))
@@ -245,13 +246,39 @@ def main(argv: list[str] | None = None) -> int:
         # DataError lives with the decoders (numpy, Pillow): only a command that loaded them can raise it,
         # so `grid` and `validate` need not import them just to name the type
         archives = sys.modules.get("trickbench.data.archives")
-        if not isinstance(error, bad_input + ((archives.DataError,) if archives else ())):
+        known = bad_input + ((archives.DataError,) if archives else ())
+        if isinstance(error, known):
+            message = str(error) if not isinstance(error, OSError) or not error.filename else \
+                f"{error.filename}: {error.strerror}"
+        elif isinstance(error, _corrupt_file_errors()) and (culprit := _file_being_read(error)):
+            message = f"{culprit}: unreadable ({type(error).__name__}: {error}); rerun the stage that writes it"
+        else:
             raise
-        message = str(error) if not isinstance(error, OSError) or not error.filename else \
-            f"{error.filename}: {error.strerror}"
         print(f"trickbench {args.command}: error: {message}", file=sys.stderr)
         return EXIT_BAD_INPUT
     return 0
+
+
+def _corrupt_file_errors() -> tuple[type[BaseException], ...]:
+    """What numpy, zipfile, json and pickle raise on a truncated or garbled file."""
+    import pickle
+    import zipfile
+
+    return zipfile.BadZipFile, EOFError, pickle.UnpicklingError, json.JSONDecodeError, UnicodeDecodeError
+
+
+def _file_being_read(error: BaseException) -> str | None:
+    """The `path` argument of the innermost trickbench function the error passed through (load_prepared,
+    read_json, ...): the file to name. None if there is none (then the traceback is the better report)."""
+    traceback, culprit = error.__traceback__, None
+    while traceback is not None:
+        frame = traceback.tb_frame
+        if frame.f_globals.get("__name__", "").startswith("trickbench."):
+            path = frame.f_locals.get("path")
+            if isinstance(path, (str, Path)):
+                culprit = str(path)
+        traceback = traceback.tb_next
+    return culprit
 
 
 if __name__ == "__main__":

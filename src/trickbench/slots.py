@@ -32,6 +32,10 @@ from typing import Callable, Iterator, Mapping
 SAFE = re.compile(r"[^A-Za-z0-9_.-]")
 
 
+class SlotError(LookupError):
+    """A bad slot setting ($TRICKBENCH_GPUS); the message names it."""
+
+
 class SlotTimeout(TimeoutError):
     """No slot became free within the time asked for."""
 
@@ -75,7 +79,7 @@ def visible_devices(env: Mapping[str, str] | None = None) -> list[str]:
         try:
             count = int(simulated)
         except ValueError:
-            raise ValueError(f"$TRICKBENCH_GPUS: expected a number of GPUs, got {simulated!r}") from None
+            raise SlotError(f"$TRICKBENCH_GPUS: expected a number of GPUs, got {simulated!r}") from None
         return [str(i) for i in range(max(count, 0))]
     listed = env.get("CUDA_VISIBLE_DEVICES")
     if listed is not None:

@@ -82,16 +82,17 @@ else
     chown munge:munge /run/munge /var/log/munge /var/lib/munge /etc/munge/munge.key
     chmod 0755 /run/munge
     rm -f /run/munge/munged.pid
-    runuser -u munge -- munged
+    runuser -u munge -- munged </dev/null >>"$STATE/log/munged.out" 2>&1
     for _ in $(seq 50); do [[ -s /run/munge/munged.pid ]] && break; sleep 0.1; done
     cp /run/munge/munged.pid "$STATE/run/munged.pid"
     echo munged >>"$STATE/started"
     munge -n | unmunge >/dev/null || { log "munged does not answer"; exit 1; }
 fi
 
-slurmctld -i
+# the daemons fork into the background; their stdio goes to files, not to the caller's pipes
+slurmctld -i </dev/null >>"$STATE/log/slurmctld.out" 2>&1
 echo slurmctld >>"$STATE/started"
-slurmd
+slurmd </dev/null >>"$STATE/log/slurmd.out" 2>&1
 echo slurmd >>"$STATE/started"
 
 for i in $(seq 120); do

@@ -86,8 +86,14 @@ def study_outputs(params: dict[str, Any], layout: Layout, study: str) -> dict[st
     return outputs
 
 
+def class_counts_outputs(layout: Layout) -> dict[str, Path]:
+    stem = layout.results / "data" / "class_counts"
+    return {ext: stem.with_suffix(f".{ext}") for ext in TABLE_FORMATS}
+
+
 def report_outputs(params: dict[str, Any], layout: Layout) -> list[Path]:
-    paths = [layout.runs_table, curves_table(layout), metrics_file(layout), layout.spectrum_figure]
+    paths = [layout.runs_table, curves_table(layout), metrics_file(layout), layout.spectrum_figure,
+             *class_counts_outputs(layout).values()]
     for study in params["studies"]:
         paths += list(study_outputs(params, layout, study).values())
     return paths
@@ -106,7 +112,9 @@ def report_entries(params: dict[str, Any], layout: Layout) -> list[ReportEntry]:
     entries = [ReportEntry(layout.runs_table, "runs", "0 all studies", "tables"),
                ReportEntry(curves_table(layout), None, "0 all studies", "tables"),
                ReportEntry(metrics_file(layout), None, "0 all studies", "tables"),
-               ReportEntry(layout.spectrum_figure, "pca_spectrum", "0 all studies", "data")]
+               ReportEntry(layout.spectrum_figure, "pca_spectrum", "0 all studies", "data"),
+               *(ReportEntry(path, "class_counts" if ext == "csv" else None, "0 all studies", "data")
+                 for ext, path in class_counts_outputs(layout).items())]
     for study in params["studies"]:
         for key, path in study_outputs(params, layout, study).items():
             subcategory, caption = REPORT_ITEMS.get(key, ("", None))  # type: ignore[assignment]
@@ -200,7 +208,7 @@ def batch_frame(data: StudyData, points: list[Any], hue: str) -> pd.DataFrame:
 
 def paper_caption(params: dict[str, Any], study: str, reference: Any, metrics: list[str]) -> str:
     settings = params["report"]["paper_table"]
-    description = params["studies"][study].get("description", "")
+    description = params["studies"][study].get("description", "").strip().rstrip(".")
     parts = [f"Study `{study}`" + (f": {description}" if description else "") + "."]
     if settings["note"]:
         parts.append(settings["note"].strip())
@@ -320,6 +328,18 @@ def spectrum(params: dict[str, Any], layout: Layout) -> Path:
     return save_figure(figure, layout.spectrum_figure, params)
 
 
+def class_counts(layout: Layout) -> list[Path]:
+    """Images per class and split of the prepared data (the seed's class imbalance, made visible)."""
+    manifest = read_json(layout.manifest)
+    table = pd.DataFrame({"class": manifest["class_names"], **manifest["class_counts"]})
+    train = table["train"]
+    caption = (f"Images per class and split of `{manifest['source']}` (data digest {manifest['digest'][:12]}); "
+               f"imbalance: the largest training class has {train.max() / max(train.min(), 1):.1f}x the images "
+               "of the smallest.")
+    stem = class_counts_outputs(layout)["csv"].with_suffix("")
+    return write_table(table, stem, caption)
+
+
 def summary_metrics(path: Path) -> dict[str, float]:
     """Headline numbers of a paper table for the MLflow summary run: `<metric>_mean.<activation>`, p-values."""
     table = pd.read_csv(path)
@@ -361,7 +381,7 @@ def report(params: dict[str, Any], layout: Layout) -> list[Path]:
     from trickbench.io import write_json
     from trickbench.report.tables import runs_frame
 
-    written = [spectrum(params, layout)]
+    written = [spectrum(params, layout), *class_counts(layout)]
     all_records, all_curves, headlines = [], [], {}
     for study in params["studies"]:
         data = collect(params, layout, study)

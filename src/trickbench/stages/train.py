@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,12 @@ from trickbench import tracking
 from trickbench.grid import GridPoint, find_point, study_points
 from trickbench.io import atomic_path, digest_json, read_json, write_json
 from trickbench.paths import Layout
+
+
+# Start-up: torch.optim imports torch._dynamo when the first optimizer is built (1-2 s of Python). Doing it
+# before the MLflow run's worker thread starts keeps the two big imports from taking turns on the GIL;
+# after it the main thread mostly runs torch kernels, which release it (benchmarks/README.md).
+PREIMPORT_DYNAMO = os.environ.get("TRICKBENCH_PREIMPORT_DYNAMO", "1") != "0"
 
 
 def run_digest(point: GridPoint, data_digest: str) -> str:
@@ -40,6 +47,28 @@ def _read_input(path: Path, read: Any) -> Any:
                         "stages") from None
 
 
+def preflight(point: GridPoint, image_shape: tuple[int, int, int], num_classes: int) -> None:
+    """Build the point's model, optimizer and schedule once on the CPU, so that a configuration that cannot
+    train on this data fails with its key named before anything is written or logged."""
+    from trickbench.params import ParamsError
+    from trickbench.train.loop import build_network, parameter_groups
+    from trickbench.train.optim import OPTIMIZERS, SCHEDULES
+    from trickbench.train.regularizers import regularization
+
+    config = point.config
+    height, width = image_shape[:2]
+    if config.get("input_size") and config["input_size"] > min(height, width):
+        raise ParamsError(f"{point.origin_of('input_size')}: {config['input_size']} is larger than the prepared "
+                          f"images ({height}x{width}) (grid point {point.key})")
+    try:
+        reg = regularization(config)
+        model = build_network(config, reg, image_shape, num_classes)
+        SCHEDULES.get(config["schedule"])(OPTIMIZERS.get(config["optimizer"])(
+            parameter_groups(model, reg, config), config), config)
+    except ValueError as error:
+        raise ParamsError(f"grid point {point.key}: {error}") from None
+
+
 def log_missing_epochs(run: Any, history: list[dict[str, Any]]) -> None:
     """A resumed run: log the checkpoint's epochs that the MLflow run lacks (the job died between saving a
     checkpoint and logging that epoch), so its metric history holds every epoch exactly once."""
@@ -65,6 +94,7 @@ def train_point(params: dict[str, Any], layout: Layout, study: str, point_id: st
     prepared = _read_input(layout.prepared, load_prepared)
     stats = _read_input(layout.stats_json, lambda path: load_stats(
         path, layout.stats_arrays, device=resolve_device(point.config["device"])))
+    preflight(point, prepared.image_shape, prepared.num_classes)
     digest = run_digest(point, manifest["digest"])
     run_dir = layout.run_dir(study, point_id)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -78,6 +108,8 @@ def train_point(params: dict[str, Any], layout: Layout, study: str, point_id: st
         "trickbench.params_digest": point.config_digest, "trickbench.data_digest": manifest["digest"],
         "trickbench.run_digest": digest, **{f"axis.{k}": str(v) for k, v in point.axes.items()},
     }
+    if PREIMPORT_DYNAMO:
+        import torch._dynamo  # noqa: F401  (see PREIMPORT_DYNAMO)
     run = tracking.open_run(params, tracking.experiment_name(params, study), point_id, tags,
                             {**point.config, "data.source": params["data"]["source"]},
                             run_id=previous.get("mlflow_run_id") if previous else None, background=True)
@@ -117,6 +149,8 @@ def train_point(params: dict[str, Any], layout: Layout, study: str, point_id: st
     for name in ("history.csv", "batch_loss.csv", "diagnostics.json"):
         run.log_artifact(run_dir / name)
     write_json(run_dir / "metrics.json", metrics)  # last: its presence marks a complete run
+    # the run is complete: a later rerun (forced, or code changed) must train afresh, not finish the old run
+    checkpoint_path.unlink(missing_ok=True)
     run.log_artifact(run_dir / "metrics.json")
     run.end("FINISHED" if result.status == "completed" else "FAILED")
     return metrics
