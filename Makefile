@@ -6,7 +6,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.trickbench-installed
 CORES ?= all
-# glibc: keep freed activations mapped instead of returning them to the kernel every step (platform.md)
+# glibc: keep freed activations mapped instead of returning them to the kernel every step (platform.md).
+# `trickbench train` applies the same settings itself (mallopt) when these are unset; benchmarks/README.md
 export MALLOC_MMAP_THRESHOLD_ ?= 2147483647
 export MALLOC_TRIM_THRESHOLD_ ?= 4294967296
 

@@ -82,3 +82,75 @@ def test_pipeline_overhead_quick():
 def test_gpu_benchmark_quick_on_cpu():
     found = ratios(run_benchmark("gpu_time_to_accuracy.py", "--quick", "--force-cpu"))
     assert {"time_to_20pct_cpu", "preset_cpu"} <= set(found)
+
+
+# ------------------------------------------------------------------ the start-up measures the figures rely on
+
+@pytest.fixture(scope="module")
+def prepared_project(tmp_path_factory):
+    """A tiny digits project (one grid point, 3 epochs) with data, stats and the MLflow store ready."""
+    from conftest import tiny_params, write_params
+
+    workdir = tmp_path_factory.mktemp("startup")
+    params = tiny_params()
+    params["train"]["epochs"] = 3
+    params["studies"] = {"s": {"axes": {"seed": [0]}}}
+    write_params(workdir / "params.yaml", params)
+    env = project_env(workdir)
+    for stage in ("tracking", "download", "prepare", "stats"):
+        done = subprocess.run([str(BIN / "trickbench"), stage], cwd=workdir, env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-3000:]
+    return workdir
+
+
+def project_env(workdir: Path, **extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PATH"] = f"{BIN}{os.pathsep}{env['PATH']}"
+    env["MLFLOW_TRACKING_URI"] = f"sqlite:///{workdir / 'mlflow.db'}"
+    env.update(extra)
+    return env
+
+
+def train_point(workdir: Path, **extra: str) -> subprocess.CompletedProcess:
+    import shutil
+
+    shutil.rmtree(workdir / "artifacts" / "runs", ignore_errors=True)
+    return subprocess.run([str(BIN / "trickbench"), "train", "--study", "s", "--point", "seed-0"], cwd=workdir,
+                          env=project_env(workdir, **extra), capture_output=True, text=True, timeout=600)
+
+
+def test_background_mlflow_run_gets_every_epoch(prepared_project):
+    """The run is created on a worker thread (start-up), yet every epoch's metrics reach MLflow."""
+    import json
+
+    from trickbench import tracking
+
+    done = train_point(prepared_project, TRICKBENCH_TRACKING_BACKGROUND="1")
+    assert done.returncode == 0, done.stderr[-3000:]
+    metrics = json.loads((prepared_project / "artifacts/runs/s/seed-0/metrics.json").read_text())
+    uri = f"sqlite:///{prepared_project / 'mlflow.db'}"
+    run = next(r for r in tracking.runs_of(uri, "trickbench-s") if r.info.run_id == metrics["mlflow_run_id"])
+    assert run.info.status == "FINISHED"
+    assert [m.step for m in tracking.metric_history(uri, run.info.run_id, "val_loss")] == [1, 2, 3]
+    assert run.data.tags["trickbench.status"] == "completed"
+    assert len(run.inputs.dataset_inputs) == 1
+
+
+def test_exit_after_first_step_reports_and_stops(prepared_project):
+    """The instrumentation pipeline_overhead.py times start-up with: a timestamp, exit 0, no outputs."""
+    done = train_point(prepared_project, TRICKBENCH_EXIT_AFTER_FIRST_STEP="1")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert re.search(r"first training step done at [0-9.]+", done.stderr)
+    assert not (prepared_project / "artifacts/runs/s/seed-0/metrics.json").exists()
+
+
+@pytest.mark.parametrize("preset, expected", [({}, "mallopt"), ({"MALLOC_TRIM_THRESHOLD_": "4294967296"}, "env")])
+def test_train_processes_tune_glibc_malloc(preset, expected):
+    if not sys.platform.startswith("linux"):
+        pytest.skip("glibc only")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    env.update(preset)
+    done = subprocess.run([sys.executable, "-c", "from trickbench.cli import tune_allocator; print(tune_allocator())"],
+                          env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() in (expected, "unavailable")  # "unavailable": not glibc (musl)

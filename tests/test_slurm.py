@@ -75,10 +75,16 @@ def test_tiny_pipeline_on_slurm_equals_a_local_run(slurm_cluster, tmp_path):
     shutil.copytree(REPO / "workflow", workdir / "workflow")
     write_params(workdir / "params.yaml", params)
     env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}  # sbatch --export=ALL hands it to the jobs
-    done = subprocess.run(["timeout", "-k", "10", "600", str(BIN / "snakemake"), *PROFILES, "--jobs", "4"],
-                          cwd=workdir, env=env, capture_output=True, text=True)
-    output = done.stdout + done.stderr
-    assert done.returncode == 0, output[-6000:]
+    slurm_run = subprocess.Popen(["timeout", "-k", "10", "600", str(BIN / "snakemake"), *PROFILES, "--jobs", "4"],
+                                 cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:  # meanwhile (Snakemake mostly waits for SLURM), the same params trained here
+        reference = local_reference(tmp_path / "local", params)
+        output = slurm_run.communicate(timeout=660)[0]
+    finally:
+        if slurm_run.poll() is None:
+            slurm_run.kill()
+            slurm_run.wait()
+    assert slurm_run.returncode == 0, output[-6000:]
 
     # which jobs went through SLURM, and with the profile's resources
     submitted = re.findall(r"Job \d+ has been submitted with SLURM jobid (\d+) \(log: (\S+)\)", output)
@@ -93,7 +99,6 @@ def test_tiny_pipeline_on_slurm_equals_a_local_run(slurm_cluster, tmp_path):
     assert "JobState=COMPLETED" in shown and "mem=1000M" in shown and "TimeLimit=00:10:00" in shown, shown
 
     # the same numbers as a local run: CPU training with one thread is deterministic
-    reference = local_reference(tmp_path / "local", params)
     for point_id, ours in reference.items():
         theirs = json.loads((workdir / "artifacts/runs/acts" / point_id / "metrics.json").read_text())
         assert theirs["status"] == ours["status"] == "completed"

@@ -2,6 +2,8 @@
 SQLite on a network file system is unsafe). A real server on 127.0.0.1, stopped afterwards."""
 from __future__ import annotations
 
+import csv
+import json
 import os
 import shutil
 import signal
@@ -18,6 +20,7 @@ from trickbench import tracking
 
 pytestmark = pytest.mark.slow
 POINTS = ["activation-relu__seed-0", "activation-relu__seed-1", "activation-rrelu__seed-0", "activation-rrelu__seed-1"]
+STABLE, UNSTABLE = "lr-0.05", "lr-1000000.0"
 
 
 def free_port() -> int:
@@ -86,8 +89,11 @@ def copy_project(target: Path, params: dict) -> Path:
 
 
 def test_pipeline_logs_every_run_to_the_server(mlflow_server, tmp_path):
+    """The tiny study plus a study whose second point diverges (lr 1e6): every job logs to the server;
+    the diverged point ends as `diverged` without stopping the rest (see also test_divergence.py)."""
     uri, store = mlflow_server
     params = tiny_params()
+    params["studies"]["lr"] = {"axes": {"lr": [0.05, 1.0e6]}}
     params["tracking"]["uri"] = uri  # the params route; the environment route is tested below
     workdir = copy_project(tmp_path / "project", params)
     env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
@@ -97,21 +103,35 @@ def test_pipeline_logs_every_run_to_the_server(mlflow_server, tmp_path):
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
 
     assert not (workdir / "mlflow.db").exists() and not (workdir / "mlartifacts").exists(), "a local store was used"
-    runs = [r for r in tracking.runs_of(uri, "trickbench-acts") if r.data.tags.get("trickbench.grid_point")]
-    assert sorted(r.data.tags["trickbench.grid_point"] for r in runs) == sorted(POINTS)  # one run per point
     client = tracking.client(uri)
-    for run in runs:
-        assert run.info.status == "FINISHED" and run.data.tags["trickbench.status"] == "completed"
-        for key in ("train_loss", "val_loss", "val_error", "lr"):
-            assert [m.step for m in tracking.metric_history(uri, run.info.run_id, key)] == [1, 2], key
-        assert "final_test_error" in run.data.metrics
-        artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-        assert {"metrics.json", "history.csv", "learning_curves.png"} <= artifacts
+    for study, points in (("acts", POINTS), ("lr", [STABLE, UNSTABLE])):
+        runs = [r for r in tracking.runs_of(uri, f"trickbench-{study}") if r.data.tags.get("trickbench.grid_point")]
+        assert sorted(r.data.tags["trickbench.grid_point"] for r in runs) == sorted(points)  # one run per point
+        for run in runs:
+            diverged = run.data.tags["trickbench.grid_point"] == UNSTABLE
+            assert run.data.tags["trickbench.status"] == ("diverged" if diverged else "completed")
+            assert run.info.status == ("FAILED" if diverged else "FINISHED")
+            epochs = [1] if diverged else [1, 2]  # a diverged run stops after the epoch that diverged
+            for key in ("train_loss", "val_loss", "val_error", "lr"):
+                assert [m.step for m in tracking.metric_history(uri, run.info.run_id, key)] == epochs, key
+            assert "final_test_error" in run.data.metrics
+            artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+            assert {"metrics.json", "history.csv", "learning_curves.png"} <= artifacts
+        assert any(r.data.tags.get("trickbench.kind") == "summary" for r in tracking.runs_of(uri, f"trickbench-{study}"))
     data_runs = {r.info.run_name for r in tracking.runs_of(uri, "trickbench-data")}
     assert {"prepare", "stats"} <= data_runs
-    assert any(r.data.tags.get("trickbench.kind") == "summary" for r in tracking.runs_of(uri, "trickbench-acts"))
-    # the artifacts went through the server into its --artifacts-destination
-    assert list((store / "artifacts").rglob("metrics.json"))
+    assert list((store / "artifacts").rglob("metrics.json"))  # artifacts went through the server
+
+    # divergence: recorded, left out of the ensembles, listed by the report
+    runs_dir = workdir / "artifacts/runs/lr"
+    assert json.loads((runs_dir / UNSTABLE / "metrics.json").read_text())["status"] == "diverged"
+    assert json.loads((runs_dir / STABLE / "metrics.json").read_text())["status"] == "completed"
+    ensemble = json.loads((workdir / "artifacts/ensembles/lr.json").read_text())
+    assert ensemble["best_single"]["point_id"] == STABLE
+    assert all(UNSTABLE not in row["members"] for row in ensemble["rows"])
+    with open(workdir / "results/runs.csv", newline="") as handle:
+        status = {row["point_id"]: row["status"] for row in csv.DictReader(handle) if row["study"] == "lr"}
+    assert status == {STABLE: "completed", UNSTABLE: "diverged"}
 
 
 def test_mlflow_tracking_uri_in_the_environment_points_jobs_at_the_server(mlflow_server, tmp_path):

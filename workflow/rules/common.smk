@@ -30,6 +30,12 @@ def point_config(wildcards):
     return json.dumps(point.config, sort_keys=True)
 
 
+def finetune_from(wildcards):
+    """A fine-tuning run depends on the model it starts from: retraining that reruns this one."""
+    point = next(p for p in study_points(PARAMS, wildcards.study) if p.point_id == wildcards.point)
+    return [point.config["finetune_from"]] if point.config["finetune_from"] else []
+
+
 def run_file(name):
     return f"{ART}/runs/{{study}}/{{point}}/{name}"
 

@@ -5,6 +5,7 @@ rule train:
         f"{ART}/data/stats.json",
         f"{ART}/data/stats.npz",
         f"{ART}/tracking.json",
+        finetune_from,
     output:
         metrics=run_file("metrics.json"),
         history=run_file("history.csv"),
