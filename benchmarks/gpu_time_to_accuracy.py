@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import shutil
 import sys
 import tempfile
@@ -32,7 +31,7 @@ from typing import Any
 
 import yaml
 
-from _common import CIFAR10_DIR, REPO, clean_env, decode_cifar10, header, ratio_line, run_child, snakemake_bin, timed
+from _common import CIFAR10_DIR, REPO, clean_env, decode_cifar10, header, ratio_line, snakemake_bin, timed
 
 PRESET = REPO / "configs" / "paper-cifar10.yaml"
 
@@ -110,16 +109,16 @@ def time_to_accuracy(args: argparse.Namespace, device: str) -> dict[str, float]:
     wall = time.perf_counter() - started
     epochs = tracker.epochs[-1]["epoch"] if tracker.epochs else 0
 
-    # baseline: the usual pipeline's images/s on the same device, same model, in a fresh process
+    # baseline: the usual pipeline's images/s on the same device, same model, in its own process
+    from throughput import measure_arms
+
     with tempfile.TemporaryDirectory() as tmp:
         data = str(Path(tmp) / "data.npz")
         np.savez(data, images=prepared.images["train"], labels=prepared.labels["train"])
-        steps, window = ((1, 2), 2) if args.quick else ((10, 5), 50)
         spec = {"arm": "usual", "device": device, "model": config["model"], "width": config["width"],
-                "data": data, "usual_steps": steps, "window": window}
-        usual = run_child([sys.executable, str(Path(__file__).with_name("throughput.py")), "--worker",
-                           json.dumps(spec)], clean_env())
-    usual["images_per_s"] = max(usual["rates"])  # its best window: generous to the baseline
+                "data": data, "warmup_steps": 1 if args.quick else 20, "window": 2 if args.quick else 50}
+        arm = measure_arms([("usual", spec)], 2 if args.quick else 4)["usual"]
+    usual = {"images_per_s": max(arm.rates)}  # its best window: generous to the baseline
     usual_seconds = epochs * len(kept) / usual["images_per_s"]
     return {"reached": reached, "epochs": epochs, "wall": wall, "usual_estimate": usual_seconds,
             "usual_images_per_s": usual["images_per_s"],

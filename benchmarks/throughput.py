@@ -14,13 +14,14 @@ per-channel normalisation:
   ablations   trickbench with one optimisation switched off (or torch.compile switched on), to show
               what each is worth.
 
-Each arm runs in its own fresh process (the malloc settings are per process) with all cores' threads.
-Warm-up is separate: the usual arm skips its first steps (worker start-up included), the trickbench arm
-its first epoch; trickbench's measured epochs include their per-epoch validation on 128 images.
+Each arm runs in its own process (the malloc settings are per process) with all cores' threads; the
+processes take turns, one measured window each, so load from other users of a shared machine hits every
+arm alike (measure_arms). Warm-up is separate: the usual arm's first steps (worker start-up included),
+the trickbench arm's first epoch; trickbench's measured epochs include their validation on 128 images.
 
     python benchmarks/throughput.py                    # CPU (and GPU when there is one), both models
     python benchmarks/throughput.py --quick            # tiny sizes: a test of the script
-    python benchmarks/throughput.py --models nin --ablations malloc,channels_last,compile
+    python benchmarks/throughput.py --models nin --ablations malloc,channels_last,compile --windows 10
 """
 from __future__ import annotations
 
@@ -36,18 +37,18 @@ from typing import Any
 from _common import clean_env, decode_cifar10, header, ratio_line, run_child, table, train_config
 
 MODELS = {"small_cnn": 32, "nin": 192}
-# Steps per measurement: (usual warm-up steps, usual windows, trickbench measured epochs). A window is
-# WINDOW_STEPS steps (more than the 4 batches the DataLoader's workers prefetch); an epoch of the
-# trickbench arm is one window. Each arm reports its best window: on a shared machine that is the
-# measurement least disturbed by other processes (the median is reported too).
-STEPS = {
-    ("cpu", "small_cnn"): (5, 4, 4),
-    ("cpu", "nin"): (2, 3, 3),
-    ("cuda", "small_cnn"): (10, 5, 5),
-    ("cuda", "nin"): (10, 5, 5),
+# A window is WINDOW_STEPS training steps: one epoch of the trickbench arm, or (after PREFETCHED unmeasured
+# steps that use up what the idle DataLoader workers prefetched) one stretch of the usual arm. All arms run
+# as separate processes in lock-step (measure_arms): one window each, in turn. Each arm reports its best
+# window, the measurement least disturbed by other processes on a shared machine, and its median.
+STEPS = {  # (usual warm-up steps, measured windows per arm)
+    ("cpu", "small_cnn"): (5, 8),
+    ("cpu", "nin"): (2, 5),
+    ("cuda", "small_cnn"): (20, 8),
+    ("cuda", "nin"): (20, 8),
 }
-WINDOW_STEPS = {"cpu": 6, "cuda": 50}
-QUICK_STEPS = (1, 1, 1)
+WINDOW_STEPS = {"cpu": 8, "cuda": 50}
+QUICK_STEPS = (1, 2)
 QUICK_WINDOW = 2
 QUICK_WIDTH = {"small_cnn": 8, "nin": 24}
 BATCH = 128
@@ -127,32 +128,37 @@ def worker_usual(spec: dict[str, Any]) -> dict[str, Any]:
     model = build_network(config, reg, images.shape[1:], 10).to(device)
     optimizer = OPTIMIZERS.get("sgd")(parameter_groups(model, reg, config), config)
     model.train()
-    warmup, windows = spec["usual_steps"]
     window = spec["window"]
-    if len(loader) < warmup + windows * window:
-        raise SystemExit(f"need {(warmup + windows * window) * BATCH} images, have {len(labels)}")
 
     def sync() -> None:
         if device.type == "cuda":
             torch.cuda.synchronize()
 
-    batches = iter(loader)  # one pass of the DataLoader is enough: no worker restart inside the measurement
-    marks = []
-    for step in range(warmup + windows * window):
-        if step >= warmup and (step - warmup) % window == 0:
-            sync()
-            marks.append(time.perf_counter())
-        x, y = next(batches)
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        loss = F.cross_entropy(model(x), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-    sync()
-    marks.append(time.perf_counter())
-    rates = [window * BATCH / (b - a) for a, b in zip(marks, marks[1:])]
-    return {"rates": rates, "images": windows * window * BATCH, "seconds": marks[-1] - marks[0],
-            "final_loss": float(loss)}
+    batches = iter(loader)
+
+    def steps(n: int) -> None:
+        nonlocal batches
+        for _ in range(n):
+            try:
+                x, y = next(batches)
+            except StopIteration:  # a new epoch: the workers restart, as in any DataLoader training
+                batches = iter(loader)
+                x, y = next(batches)
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            loss = F.cross_entropy(model(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        sync()
+
+    started = time.perf_counter()
+    steps(spec["warmup_steps"])
+    say({"ready": True, "warmup_seconds": time.perf_counter() - started})
+    while wait_for_go():
+        steps(PREFETCHED)  # the batches the idle workers prefetched: not a steady-state measurement
+        started = time.perf_counter()
+        steps(window)
+        say({"rate": window * BATCH / (time.perf_counter() - started)})
 
 
 def set_optimizer_implementation(spec: dict[str, Any]) -> None:
@@ -165,8 +171,9 @@ def set_optimizer_implementation(spec: dict[str, Any]) -> None:
         optim._foreach = lambda config: {"fused": True}
 
 
-def worker_trickbench(spec: dict[str, Any]) -> dict[str, Any]:
-    """The real loop: trickbench.train.loop.train on a Prepared built from the same images."""
+def worker_trickbench(spec: dict[str, Any]) -> None:
+    """The real loop: trickbench.train.loop.train on a Prepared built from the same images; one epoch
+    (`window` steps) per "go", the loop waiting in its on_epoch_end callback in between."""
     set_optimizer_implementation(spec)
     if spec.get("malloc", True):
         from trickbench.cli import tune_allocator
@@ -181,8 +188,7 @@ def worker_trickbench(spec: dict[str, Any]) -> dict[str, Any]:
     from trickbench.train.loop import train
 
     images, labels = load_arrays(spec["data"])
-    epochs, per_epoch = spec["tb_epochs"], spec["window"]
-    n_train = per_epoch * BATCH
+    n_train = spec["window"] * BATCH
     if len(labels) < n_train + 2 * VAL_IMAGES:
         raise SystemExit(f"need {n_train + 2 * VAL_IMAGES} images, have {len(labels)}")
     val, test = slice(n_train, n_train + VAL_IMAGES), slice(n_train + VAL_IMAGES, n_train + 2 * VAL_IMAGES)
@@ -191,19 +197,26 @@ def worker_trickbench(spec: dict[str, Any]) -> dict[str, Any]:
                         class_names=[str(i) for i in range(10)])
     device = torch.device(spec["device"])
     stats = runtime_stats(channel_stats(images), None, device)
-    config = model_config(spec["model"], spec["width"], spec["device"], epochs=1 + epochs,
+    config = model_config(spec["model"], spec["width"], spec["device"], epochs=1 + spec["max_windows"],
                           channels_last=spec.get("channels_last", True), amp=spec.get("amp", True),
                           compile=spec.get("compile", False))
-    marks: list[float] = []
     started = time.perf_counter()
-    result = train(config, prepared, stats, config_digest="benchmark",
-                   on_epoch_end=lambda epoch: marks.append(time.perf_counter()))
-    if result.status != "completed" or len(marks) != 1 + epochs:
-        raise SystemExit(f"training did not complete: {result.status}, {len(marks)} epochs")
-    rates = [n_train / (b - a) for a, b in zip(marks, marks[1:])]
-    return {"rates": rates, "seconds": marks[-1] - marks[0], "images": epochs * n_train,
-            "warmup_seconds": marks[0] - started, "final_loss": result.history[-1]["train_loss"],
-            "allocator": allocator}
+
+    def on_epoch_end(epoch: int) -> None:
+        nonlocal started
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        if epoch == 1:  # the first epoch is warm-up (first-step costs, compilation)
+            say({"ready": True, "warmup_seconds": time.perf_counter() - started, "allocator": allocator})
+        else:
+            say({"rate": n_train / (time.perf_counter() - started)})
+        if not wait_for_go():
+            raise SystemExit(0)
+        started = time.perf_counter()
+
+    result = train(config, prepared, stats, config_digest="benchmark", on_epoch_end=on_epoch_end)
+    if result.status != "completed":
+        raise SystemExit(f"training did not complete: {result.status}")
 
 
 def worker_eval(spec: dict[str, Any]) -> dict[str, Any]:
@@ -256,19 +269,85 @@ def worker_eval(spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# ------------------------------------------------------------------ lock-step protocol between the processes
+
+PROTOCOL = "@@ "  # worker -> driver lines start with this; anything else a library prints is ignored
+PREFETCHED = 4  # DataLoader(num_workers=2) holds 2 x prefetch_factor 2 batches ready after an idle pause
+
+
+def say(message: dict[str, Any]) -> None:
+    sys.stdout.write(PROTOCOL + json.dumps(message) + "\n")
+    sys.stdout.flush()
+
+
+def wait_for_go() -> bool:
+    return sys.stdin.readline().strip() == "go"
+
+
 def run_worker(spec_json: str) -> None:
     spec = json.loads(spec_json)
-    import torch
-
-    if spec.get("threads"):
-        torch.set_num_threads(spec["threads"])
     if spec["arm"] == "eval":
-        result = worker_eval(spec)
-        print(json.dumps(result))
-        return
-    result = worker_usual(spec) if spec["arm"] == "usual" else worker_trickbench(spec)
-    result["threads"] = torch.get_num_threads()
-    print(json.dumps(result))
+        print(json.dumps(worker_eval(spec)))
+    elif spec["arm"] == "usual":
+        worker_usual(spec)
+    else:
+        worker_trickbench(spec)
+
+
+class Arm:
+    """One worker process, idle between the windows the driver asks for."""
+
+    def __init__(self, label: str, spec: dict[str, Any]):
+        import subprocess
+
+        self.label, self.rates = label, []
+        self.process = subprocess.Popen([sys.executable, __file__, "--worker", json.dumps(spec)], env=clean_env(),
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                        text=True, bufsize=1)
+        self.ready = self.receive()
+
+    def receive(self) -> dict[str, Any]:
+        for line in self.process.stdout:
+            if line.startswith(PROTOCOL):
+                return json.loads(line[len(PROTOCOL):])
+        raise RuntimeError(f"{self.label}: worker ended ({self.process.wait()}):\n{self.process.stderr.read()[-3000:]}")
+
+    def window(self) -> float:
+        self.process.stdin.write("go\n")
+        self.process.stdin.flush()
+        rate = self.receive()["rate"]
+        self.rates.append(rate)
+        return rate
+
+    def close(self) -> None:
+        try:
+            self.process.stdin.write("quit\n")
+            self.process.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.process.wait(timeout=120)
+        except Exception:
+            self.process.kill()
+
+
+def measure_arms(specs: list[tuple[str, dict[str, Any]]], windows: int) -> dict[str, Arm]:
+    """Start every arm (warm-up done one after another), then ask each for one window in turn, `windows`
+    times, rotating the order: every arm is measured at nearly the same moments, so a burst of load from
+    other processes hits all of them alike."""
+    arms: dict[str, Arm] = {}
+    try:
+        for label, spec in specs:
+            arms[label] = Arm(label, {**spec, "max_windows": windows})
+        order = list(arms)
+        for index in range(windows):
+            rotated = order[index % len(order):] + order[:index % len(order)]
+            for label in rotated:
+                arms[label].window()
+    finally:
+        for arm in arms.values():
+            arm.close()
+    return arms
 
 
 # ------------------------------------------------------------------------------------------- driver
@@ -294,7 +373,8 @@ def main() -> None:
                         help=f"comma-separated arms with one optimisation toggled: {','.join(ABLATIONS)}, or none "
                         "(default: all but compile; none with --quick)")
     parser.add_argument("--no-eval", action="store_true", help="skip the evaluation measurement")
-    parser.add_argument("--rounds", type=int, default=1, help="repeat every arm this many times, keep the best")
+    parser.add_argument("--windows", type=int, default=None,
+                        help="measured windows per arm (default: STEPS; the best and the median are reported)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -334,26 +414,20 @@ def main() -> None:
             for model in models:
                 steps = QUICK_STEPS if args.quick else STEPS[(device, model)]
                 width = QUICK_WIDTH[model] if args.quick else MODELS[model]
-                results: dict[str, dict[str, Any]] = {}
                 window = QUICK_WINDOW if args.quick else WINDOW_STEPS[device]
-                for _ in range(args.rounds):  # every arm once per round, so load bursts hit all arms alike
-                    for label, arm in arms(device, ablations):
-                        spec = {**arm, "device": device, "model": model, "width": width, "data": data_path,
-                                "usual_steps": steps[:2], "tb_epochs": steps[2], "window": window}
-                        result = run_child([sys.executable, __file__, "--worker", json.dumps(spec)], clean_env())
-                        entry = results.setdefault(label, {"rates": [], "images": 0, "seconds": 0.0})
-                        entry["rates"] += result["rates"]
-                        entry["images"] += result["images"]
-                        entry["seconds"] += result["seconds"]
-                for entry in results.values():
-                    entry["images_per_s"] = max(entry["rates"])
-                    entry["median"] = statistics.median(entry["rates"])
+                specs = [(label, {**arm, "device": device, "model": model, "width": width, "data": data_path,
+                                  "warmup_steps": steps[0], "window": window})
+                         for label, arm in arms(device, ablations)]
+                measured = measure_arms(specs, args.windows or steps[1])
+                results = {label: {"images_per_s": max(arm.rates), "median": statistics.median(arm.rates),
+                                   "rates": arm.rates} for label, arm in measured.items()}
                 base = results["usual (DataLoader, 2 workers)"]["images_per_s"]
+                base_median = results["usual (DataLoader, 2 workers)"]["median"]
                 for label, result in results.items():
                     rows.append({"device": device, "model": f"{model} w{width}", "arm": label,
                                  "images/s (best)": result["images_per_s"], "vs usual": result["images_per_s"] / base,
-                                 "median": result["median"], "windows": len(result["rates"]),
-                                 "measured images": result["images"], "seconds": result["seconds"]})
+                                 "median": result["median"], "vs usual (median)": result["median"] / base_median,
+                                 "windows": len(result["rates"])})
                 tb = results["trickbench"]["images_per_s"]
                 print(f"{device} {model}: usual {base:.1f} images/s, trickbench {tb:.1f} images/s", flush=True)
                 ratio_line(f"throughput_{device}_{model}", tb, base, what="trickbench", baseline_what="usual",
@@ -364,8 +438,8 @@ def main() -> None:
                         ratio_line(f"ablation_{device}_{model}_{key}", tb, results[label]["images_per_s"],
                                    what="trickbench", baseline_what=label, unit="images/s")
         print()
-        table(rows, ["device", "model", "arm", "images/s (best)", "vs usual", "median", "windows",
-                     "measured images", "seconds"])
+        table(rows, ["device", "model", "arm", "images/s (best)", "vs usual", "median", "vs usual (median)",
+                     "windows"])
         if not args.no_eval:
             print()
             eval_rows = []

@@ -46,7 +46,8 @@ def retry(action: Callable[[], T], attempts: int = 12) -> T:
             return action()
         except Exception as error:  # mlflow wraps sqlalchemy's OperationalError in several types
             text = str(error).lower()
-            transient = "locked" in text or "busy" in text or "connection" in text or "timed out" in text
+            # "unique constraint": two jobs registered the same dataset at once; the retry links the existing row
+            transient = any(sign in text for sign in ("locked", "busy", "connection", "timed out", "unique constraint failed"))
             if not transient or attempt == attempts - 1:
                 raise
             time.sleep(min(0.2 * 2 ** attempt, 5.0) * (0.5 + random.random()))

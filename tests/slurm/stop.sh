@@ -29,4 +29,8 @@ stop slurmd "$STATE/run/slurmd.pid"
 stop slurmctld "$STATE/run/slurmctld.pid"
 stop munged "$STATE/run/munged.pid"
 rm -f "$STATE/started"
+# the configuration start.sh wrote for this state dir (never someone else's)
+if grep -qF "# written by trickbench tests/slurm/start.sh (state in $STATE)" /etc/slurm/slurm.conf 2>/dev/null; then
+    rm -f /etc/slurm/slurm.conf
+fi
 exit 0

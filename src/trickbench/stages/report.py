@@ -381,10 +381,15 @@ def report(params: dict[str, Any], layout: Layout) -> list[Path]:
     from trickbench.io import write_json
     from trickbench.report.tables import runs_frame
 
+    # read every input first: a missing run or ensemble fails the stage before any output is written
+    collected = {study: collect(params, layout, study) for study in params["studies"]}
+    for path in [*(layout.ensemble_json(study) for study in params["studies"]), layout.manifest,
+                 layout.stats_json, layout.stats_arrays]:
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: missing; run the stages before report first")
     written = [spectrum(params, layout), *class_counts(layout)]
     all_records, all_curves, headlines = [], [], {}
-    for study in params["studies"]:
-        data = collect(params, layout, study)
+    for study, data in collected.items():
         paths = study_report(params, layout, study, data)
         written += paths
         all_records += data.records
