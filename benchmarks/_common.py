@@ -62,7 +62,8 @@ def ratio_line(name: str, value: float, baseline: float, *, what: str, baseline_
                target: str | None = None, met: bool | None = None, higher_is_better: bool = True) -> float:
     """Print `RATIO name: x (what value unit / baseline_what value unit; target ...)` and return x."""
     ratio = value / baseline if baseline else float("nan")
-    line = (f"RATIO {name}: {ratio:.2f}x ({what} {fmt(value)} {unit} / {baseline_what} {fmt(baseline)} {unit}")
+    shown = f"{ratio:.2f}" if ratio != ratio or ratio >= 0.1 else f"{ratio:.4f}"
+    line = f"RATIO {name}: {shown}x ({what} {fmt(value)} {unit} / {baseline_what} {fmt(baseline)} {unit}"
     if target is not None:
         line += f"; target {target}: {'met' if met else 'MISSED'}"
     print(line + ")", flush=True)

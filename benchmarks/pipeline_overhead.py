@@ -39,7 +39,6 @@ ACTIVATIONS = ["relu", "leaky_relu_a100", "prelu", "rrelu"]
 STARTUP_VARIANTS = {
     "default": {},
     "MLflow in the calling thread": {"TRICKBENCH_TRACKING_BACKGROUND": "0"},
-    "MLflow thread, no torch._dynamo pre-import": {"TRICKBENCH_PREIMPORT_DYNAMO": "0"},
 }
 TARGETS = {"noop_snakemake": 3.0, "noop_dvc": 5.0, "dag": 10.0, "startup": 4.0}
 
@@ -124,27 +123,6 @@ def without_scontrol(env: dict[str, str], root: Path) -> dict[str, str] | None:
     return dict(env, PATH=f"{stub}{os.pathsep}{env['PATH']}")
 
 
-# The change to workflow/rules/common.smk that the DAG figures ask for: point_config looked each job's
-# point up by expanding its whole study again (O(points^2)); a dict built once makes it O(points).
-POINT_LOOKUP_OLD = """def point_config(wildcards):
-    point = next(p for p in study_points(PARAMS, wildcards.study) if p.point_id == wildcards.point)
-    return json.dumps(point.config, sort_keys=True)"""
-POINT_LOOKUP_NEW = """POINTS = {(p.study, p.point_id): p for p in expand_grid(PARAMS)}
-
-
-def point_config(wildcards):
-    return json.dumps(POINTS[(wildcards.study, wildcards.point)].config, sort_keys=True)"""
-
-
-def propose_point_lookup(project: Path) -> bool:
-    common = project / "workflow" / "rules" / "common.smk"
-    text = common.read_text()
-    if POINT_LOOKUP_OLD not in text:
-        return False
-    common.write_text(text.replace(POINT_LOOKUP_OLD, POINT_LOOKUP_NEW))
-    return True
-
-
 def snakemake_variants(env: dict[str, str], root: Path) -> dict[str, dict[str, str]]:
     variants = {"": env}
     stubbed = without_scontrol(env, root)
@@ -172,9 +150,6 @@ def engine_noops(points: int, repeats: int, root: Path, cores: int, reuse: bool)
     for suffix, variant in variants.items():
         results[f"no-op snakemake{suffix}"] = best_of(
             repeats, lambda: timed([snakemake_bin(), "--cores", str(cores)], variant, smk)[0])
-    if propose_point_lookup(smk):
-        results["no-op snakemake, point lookup cached (proposed)"] = best_of(
-            repeats, lambda: timed([snakemake_bin(), "--cores", str(cores)], variants[""], smk)[0])
 
     # DVC: run once for real (one train-study process for all points), then time the no-op
     dvc = root / "dvc"
@@ -206,9 +181,6 @@ def dag(points: int, repeats: int, root: Path) -> dict[str, float]:
     variants = snakemake_variants(env, root)
     results = {f"snakemake -n ({points} points){suffix}": best_of(repeats, lambda: once(variant))
                for suffix, variant in variants.items()}
-    if propose_point_lookup(project):
-        results[f"snakemake -n ({points} points), point lookup cached (proposed)"] = \
-            best_of(repeats, lambda: once(variants[""]))
     return results
 
 
@@ -249,18 +221,12 @@ def startup(repeats: int, root: Path) -> dict[str, float]:
     return {key: min(values) for key, values in samples.items()}
 
 
-def extra_ratios(measured: dict[str, float], key: str, name: str) -> None:
-    """The SLURM plugin's stall and the proposed point lookup, each against the plain figure."""
+def stall_ratio(measured: dict[str, float], key: str, name: str) -> None:
+    """The SLURM plugin's scontrol stall against the plain figure."""
     stalled = measured.get(f"{key} (SLURM plugin's scontrol stall)")
     if stalled is not None:
         ratio_line(f"{name}_scontrol_stall", stalled, measured[key], what="with the scontrol stall",
                    baseline_what="without", unit="s")
-    proposed = measured.get(f"{key}, point lookup cached (proposed)")
-    if proposed is not None:
-        ratio_line(f"{name}_point_lookup", measured[key], proposed, what="as is",
-                   baseline_what="point lookup cached (proposed common.smk)", unit="s",
-                   target=f"<= {TARGETS['dag' if 'dag' in name else 'noop_snakemake']:g} s with the change",
-                   met=proposed <= TARGETS["dag" if "dag" in name else "noop_snakemake"])
 
 
 def main() -> None:
@@ -307,7 +273,7 @@ def main() -> None:
             ratio_line(f"noop_snakemake_{points}", value, base["snakemake --version"], what="no-op snakemake",
                        baseline_what="snakemake --version", unit="s", target=f"<= {TARGETS['noop_snakemake']:g} s",
                        met=value <= TARGETS["noop_snakemake"])
-            extra_ratios(measured, "no-op snakemake", f"noop_snakemake_{points}")
+            stall_ratio(measured, "no-op snakemake", f"noop_snakemake_{points}")
             value = measured["no-op dvc repro"]
             ratio_line(f"noop_dvc_{points}", value, base["dvc --version"], what="no-op dvc repro",
                        baseline_what="dvc --version", unit="s", target=f"<= {TARGETS['noop_dvc']:g} s",
@@ -322,7 +288,7 @@ def main() -> None:
             ratio_line(f"dag_{dag_points}", value, base["snakemake --version"], what="snakemake -n",
                        baseline_what="snakemake --version", unit="s", target=f"<= {TARGETS['dag']:g} s",
                        met=value <= TARGETS["dag"])
-            extra_ratios(measured, f"snakemake -n ({dag_points} points)", f"dag_{dag_points}")
+            stall_ratio(measured, f"snakemake -n ({dag_points} points)", f"dag_{dag_points}")
         if "startup" not in skip:
             value = measured["first step, default"]
             ratio_line("startup_first_step", value, base["import torch"], what="trickbench train to first step",

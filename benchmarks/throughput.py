@@ -1,9 +1,9 @@
 """Training images/s: trickbench's trainer against the usual PyTorch input pipeline (GitHub issue 7).
 
-Same model (trickbench's `small_cnn` width 32 and `nin` width 192, ReLU, He init, SGD momentum 0.9 with
-foreach), same decoded CIFAR-10 images (the shared JPEG ZIP, decoded once by trickbench's decoder), same
-batch size (128), same augmentation (random crop with 4 px zero padding, horizontal flip) and
-per-channel normalisation:
+Same model (trickbench's `small_cnn` width 32, `nin` width 192, and the issue's 3-layer 32/64/128 CNN as
+`reference_cnn`; ReLU, He init, SGD momentum 0.9 with foreach), same decoded CIFAR-10 images (the shared
+JPEG ZIP, decoded once by trickbench's decoder), same batch size (128), same augmentation (random crop
+with 4 px zero padding, horizontal flip) and per-channel normalisation:
 
   usual       a torchvision-style Dataset over the uint8 images (PIL image per sample) and a DataLoader
               with 2 workers, transforms RandomCrop(32, padding=4), RandomHorizontalFlip, ToTensor,
@@ -11,6 +11,8 @@ per-channel normalisation:
   trickbench  the real training loop, `trickbench.train.loop.train` (uint8 data resident on the device,
               flips and crops on whole batches there), with trickbench's defaults: channels_last,
               bf16 autocast on GPU, and the glibc malloc settings `trickbench train` applies.
+  bound       the model step alone: forward, backward and SGD step on one fixed, already augmented batch
+              (trickbench's settings), the most any input pipeline could reach with this model step.
   ablations   trickbench with one optimisation switched off (or torch.compile switched on), to show
               what each is worth.
 
@@ -19,7 +21,7 @@ processes take turns, one measured window each, so load from other users of a sh
 arm alike (measure_arms). Warm-up is separate: the usual arm's first steps (worker start-up included),
 the trickbench arm's first epoch; trickbench's measured epochs include their validation on 128 images.
 
-    python benchmarks/throughput.py                    # CPU (and GPU when there is one), both models
+    python benchmarks/throughput.py                    # CPU (and GPU when there is one), all three models
     python benchmarks/throughput.py --quick            # tiny sizes: a test of the script
     python benchmarks/throughput.py --models nin --ablations malloc,channels_last,compile --windows 10
 """
@@ -36,7 +38,8 @@ from typing import Any
 
 from _common import clean_env, decode_cifar10, header, ratio_line, run_child, table, train_config
 
-MODELS = {"small_cnn": 32, "nin": 192}
+MODELS = {"small_cnn": 32, "nin": 192, "reference_cnn": 32}
+DEFAULT_MODELS = "small_cnn,nin,reference_cnn"
 # A window is WINDOW_STEPS training steps: one epoch of the trickbench arm, or (after PREFETCHED unmeasured
 # steps that use up what the idle DataLoader workers prefetched) one stretch of the usual arm. All arms run
 # as separate processes in lock-step (measure_arms): one window each, in turn. Each arm reports its best
@@ -46,11 +49,13 @@ STEPS = {  # (usual warm-up steps, measured windows per arm)
     ("cpu", "nin"): (2, 5),
     ("cuda", "small_cnn"): (20, 8),
     ("cuda", "nin"): (20, 8),
+    ("cpu", "reference_cnn"): (5, 8),
+    ("cuda", "reference_cnn"): (20, 8),
 }
 WINDOW_STEPS = {"cpu": 8, "cuda": 50}
 QUICK_STEPS = (1, 2)
 QUICK_WINDOW = 2
-QUICK_WIDTH = {"small_cnn": 8, "nin": 24}
+QUICK_WIDTH = {"small_cnn": 8, "nin": 24, "reference_cnn": 8}
 BATCH = 128
 VAL_IMAGES = 128
 TARGET = 2.0
@@ -61,17 +66,46 @@ ABLATIONS = {
     "foreach": "trickbench, for-loop SGD (foreach off)",
     "fused": "trickbench + fused SGD",
     "compile": "trickbench + torch.compile",
+    "bound": "model step alone (no data path)",
 }
 EVAL_IMAGES = 2048
 
 
 # ------------------------------------------------------------------------------------------ workers
 
+def register_reference_cnn() -> None:
+    """The issue's reference network, registered in this process only: 3 x (conv3x3 -> ReLU -> max pool 2)
+    with w, 2w, 4w channels (32/64/128 at w = 32), flatten, linear; the usual pipeline gets ~960 images/s
+    with it (issue 7). Built from trickbench's own bricks, so both arms train it through the same code."""
+    from torch import nn
+
+    from trickbench.nn import models
+
+    if "reference_cnn" in models.MODELS.names():
+        return
+
+    @models.MODELS.register("reference_cnn", "issue 7's 3-layer 32/64/128 CNN (benchmark only)", min_image_size=8)
+    def reference_cnn(*, in_channels: int, num_classes: int, image_size: int, activation: Any, width: int,
+                      batch_norm: bool, dropout: float) -> nn.Module:
+        channels = [in_channels, width, 2 * width, 4 * width]
+        blocks = [(f"stage{i}", models.sequential(
+            models.conv_unit(1, channels[i - 1], channels[i], 3, activation, batch_norm)
+            + [("pool", nn.MaxPool2d(2))])) for i in (1, 2, 3)]
+        blocks.append(("flatten", nn.Flatten()))
+        head = models.sequential([("fc", nn.Linear(4 * width * (image_size // 8) ** 2, num_classes))])
+        return models.BlockNetwork(blocks, head)
+
+
 def model_config(model: str, width: int, device: str, **overrides: Any) -> dict[str, Any]:
-    return train_config(model=model, width=width, activation="relu", initializer="he_normal", regularizers=[],
-                        augmentations=["flip", "crop"], preprocessing="normalize", optimizer="sgd", lr=0.01,
-                        momentum=0.9, schedule="constant", batch_size=BATCH, eval_batch_size=1024,
-                        snapshots=1, device=device, **overrides)
+    registered = model in MODELS and model != "reference_cnn"  # the schema knows only the real registry
+    config = train_config(model=model if registered else "small_cnn", width=width, activation="relu",
+                          initializer="he_normal", regularizers=[], augmentations=["flip", "crop"],
+                          preprocessing="normalize", optimizer="sgd", lr=0.01, momentum=0.9, schedule="constant",
+                          batch_size=BATCH, eval_batch_size=1024, snapshots=1, device=device, **overrides)
+    if not registered:
+        register_reference_cnn()
+        config["model"] = model
+    return config
 
 
 def load_arrays(path: str) -> tuple[Any, Any]:
@@ -219,6 +253,49 @@ def worker_trickbench(spec: dict[str, Any]) -> None:
         raise SystemExit(f"training did not complete: {result.status}")
 
 
+def worker_model_step(spec: dict[str, Any]) -> None:
+    """Upper bound of the trickbench arm: forward, backward and SGD step on one fixed, already augmented
+    and normalised batch (channels_last, malloc settings), without slicing, augmenting or validating."""
+    from trickbench.cli import tune_allocator
+
+    tune_allocator()
+    import torch
+    import torch.nn.functional as F
+
+    from trickbench.train.loop import build_network, parameter_groups
+    from trickbench.train.optim import OPTIMIZERS
+    from trickbench.train.regularizers import regularization
+
+    images, labels = load_arrays(spec["data"])
+    device = torch.device(spec["device"])
+    config = model_config(spec["model"], spec["width"], spec["device"])
+    reg = regularization(config)
+    fmt = torch.channels_last
+    model = build_network(config, reg, images.shape[1:], 10).to(device=device, memory_format=fmt)
+    optimizer = OPTIMIZERS.get("sgd")(parameter_groups(model, reg, config), config)
+    x = torch.from_numpy(images[:BATCH]).to(device).permute(0, 3, 1, 2).float().div(255).contiguous(memory_format=fmt)
+    y = torch.from_numpy(labels[:BATCH]).to(device)
+    amp = device.type == "cuda"
+
+    def steps(n: int) -> None:
+        for _ in range(n):
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                loss = F.cross_entropy(model(x).float(), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    started = time.perf_counter()
+    steps(max(2, spec["warmup_steps"]))
+    say({"ready": True, "warmup_seconds": time.perf_counter() - started})
+    while wait_for_go():
+        started = time.perf_counter()
+        steps(spec["window"])
+        say({"rate": spec["window"] * BATCH / (time.perf_counter() - started)})
+
+
 def worker_eval(spec: dict[str, Any]) -> dict[str, Any]:
     """Evaluation of EVAL_IMAGES images: trickbench's predict (no gradients, eval_batch_size 1024) against
     the same with batches of 128 and against a batch-128 loop that leaves autograd on."""
@@ -249,24 +326,24 @@ def worker_eval(spec: dict[str, Any]) -> dict[str, Any]:
             x, _ = data.batch(torch.arange(start, min(start + batch, n), device=device))
             model(prepare(x)).softmax(dim=1)
 
-    def timed_best(action: Any, repeats: int = 3) -> float:
+    variants = {
+        "predict, batch 1024, no grad": lambda: predict(model, data, prepare, 1024, amp),
+        "predict, batch 128, no grad": lambda: predict(model, data, prepare, 128, amp),
+        "batch 128, autograd on": lambda: with_autograd(128),
+    }
+    best = {name: float("inf") for name in variants}
+    for action in variants.values():
         action()  # warm-up
-        best = float("inf")
-        for _ in range(repeats):
+    for _ in range(spec.get("rounds", 5)):  # interleaved, so load from other processes hits all alike
+        for name, action in variants.items():
             if device.type == "cuda":
                 torch.cuda.synchronize()
             started = time.perf_counter()
             action()
             if device.type == "cuda":
                 torch.cuda.synchronize()
-            best = min(best, time.perf_counter() - started)
-        return n / best
-
-    return {
-        "predict, batch 1024, no grad": timed_best(lambda: predict(model, data, prepare, 1024, amp)),
-        "predict, batch 128, no grad": timed_best(lambda: predict(model, data, prepare, 128, amp)),
-        "batch 128, autograd on": timed_best(lambda: with_autograd(128)),
-    }
+            best[name] = min(best[name], time.perf_counter() - started)
+    return {name: n / seconds for name, seconds in best.items()}
 
 
 # ------------------------------------------------------------------ lock-step protocol between the processes
@@ -290,6 +367,8 @@ def run_worker(spec_json: str) -> None:
         print(json.dumps(worker_eval(spec)))
     elif spec["arm"] == "usual":
         worker_usual(spec)
+    elif spec["arm"] == "bound":
+        worker_model_step(spec)
     else:
         worker_trickbench(spec)
 
@@ -357,7 +436,9 @@ def arms(device: str, ablations: list[str]) -> list[tuple[str, dict[str, Any]]]:
     for name in ablations:
         if name == "amp" and device != "cuda":
             continue
-        if name in ("compile", "fused"):
+        if name == "bound":
+            out.append((ABLATIONS[name], {"arm": "bound"}))
+        elif name in ("compile", "fused"):
             out.append((ABLATIONS[name], {"arm": "trickbench", name: True}))
         else:
             out.append((ABLATIONS[name], {"arm": "trickbench", name: False}))
@@ -367,7 +448,7 @@ def arms(device: str, ablations: list[str]) -> list[tuple[str, dict[str, Any]]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny widths and step counts: checks the script")
-    parser.add_argument("--models", default=",".join(MODELS), help="comma-separated: small_cnn,nin")
+    parser.add_argument("--models", default=DEFAULT_MODELS, help=f"comma-separated: {DEFAULT_MODELS}")
     parser.add_argument("--devices", default="auto", help="cpu, cuda or auto (cpu, plus cuda when available)")
     parser.add_argument("--ablations", default=None,
                         help=f"comma-separated arms with one optimisation toggled: {','.join(ABLATIONS)}, or none "
@@ -392,7 +473,7 @@ def main() -> None:
     elif "cuda" not in devices and args.devices == "auto":
         print("GPU: skipped (no CUDA device); CPU figures only")
     if args.ablations is None:
-        args.ablations = "none" if args.quick else "malloc,channels_last,amp,foreach,fused"
+        args.ablations = "none" if args.quick else "bound,malloc,channels_last,amp,foreach,fused"
     ablations = [a for a in args.ablations.split(",") if a and a != "none"]
     models = args.models.split(",")
 
@@ -434,7 +515,10 @@ def main() -> None:
                            unit="images/s", target=f">= {TARGET:g}x" if device == "cpu" else None,
                            met=tb / base >= TARGET)
                 for key, label in ABLATIONS.items():
-                    if label in results:
+                    if key == "bound" and label in results:
+                        ratio_line(f"bound_{device}_{model}", tb, results[label]["images_per_s"], what="trickbench",
+                                   baseline_what=label, unit="images/s")
+                    elif label in results:
                         ratio_line(f"ablation_{device}_{model}_{key}", tb, results[label]["images_per_s"],
                                    what="trickbench", baseline_what=label, unit="images/s")
         print()
@@ -447,7 +531,7 @@ def main() -> None:
                 for model in models:
                     width = QUICK_WIDTH[model] if args.quick else MODELS[model]
                     spec = {"arm": "eval", "device": device, "model": model, "width": width, "data": data_path,
-                            "eval_images": 256 if args.quick else EVAL_IMAGES}
+                            "eval_images": 256 if args.quick else EVAL_IMAGES, "rounds": 2 if args.quick else 5}
                     result = run_child([sys.executable, __file__, "--worker", json.dumps(spec)], clean_env())
                     base = result["predict, batch 1024, no grad"]
                     for label, value in result.items():

@@ -50,8 +50,16 @@ def test_prepare_quick():
 def test_mfu_quick():
     output = run_benchmark("mfu.py", "--quick")
     found = ratios(output)
-    assert "mfu_cpu_nin" in found and 0 < found["mfu_cpu_nin"] < 10
+    assert "mfu_cpu_nin" in found and 0 < found["mfu_cpu_nin"] < 10  # a fraction of the matmul rate
     assert "MFU" in output
+
+
+def test_activation_cost_quick():
+    found = ratios(run_benchmark("activation_cost.py", "--quick", "--devices", "cpu", "--no-compile"))
+    assert {"rrelu_where_free_cpu", "rrelu_vs_relu_cpu", "nin_step_rrelu_where_free_cpu",
+            "nin_step_rrelu_vs_relu_cpu"} <= set(found)
+    assert "rrelu_compile_cpu" not in found  # --no-compile drops that arm
+    assert all(value > 0 for value in found.values())
 
 
 def test_gpu_benchmark_skips_cleanly_without_cuda():

@@ -73,6 +73,38 @@ def test_paper_rrelu_draws_per_element_and_per_pass() -> None:
     assert not np.array_equal(first, second)
 
 
+def where_form_rrelu(x: torch.Tensor, training: bool) -> torch.Tensor:
+    """The paper's RReLU written the obvious way (what PaperRReLU computed before it avoided torch.where)."""
+    if training:
+        divisor = torch.empty_like(x).uniform_(RRELU_LOWER, RRELU_UPPER)
+        return torch.where(x >= 0, x, x / divisor)
+    return torch.where(x >= 0, x, x * (2.0 / (RRELU_LOWER + RRELU_UPPER)))
+
+
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_paper_rrelu_equals_the_where_form_bit_for_bit(training: bool, channels_last: bool) -> None:
+    x = torch.randn(4, 6, 5, 5)
+    x[0, 0, 0, :3] = torch.tensor([0.0, -0.0, float("nan")])
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    upstream = torch.randn_like(x)
+    outputs, grads = [], []
+    for forward in (lambda t: PaperRReLU(RRELU_LOWER, RRELU_UPPER).train(training)(t),
+                    lambda t: where_form_rrelu(t, training)):
+        torch.manual_seed(7)
+        leaf = x.clone().requires_grad_()
+        y = forward(leaf)
+        y.backward(upstream)
+        outputs.append(y.detach())
+        grads.append(leaf.grad)
+    assert torch.equal(outputs[0].nan_to_num(), outputs[1].nan_to_num())
+    assert torch.equal(outputs[0].isnan(), outputs[1].isnan())  # NaN stays NaN: divergence is detected
+    assert torch.equal(outputs[0].signbit(), outputs[1].signbit())
+    if training:  # evaluation never back-propagates; there leaky_relu's subgradient at exactly 0 differs
+        assert torch.equal(grads[0].nan_to_num(), grads[1].nan_to_num())
+
+
 def test_paper_rrelu_eval_slope_is_exactly_two_elevenths() -> None:
     layer = make_activation("rrelu")(1).eval()
     x = -torch.rand(1000) * 10

@@ -2,10 +2,10 @@
 import json
 import sys
 
-from trickbench.grid import expand_grid, study_points
+from trickbench.grid import expand_grid
 from trickbench.params import ParamsError, load_params
 from trickbench.paths import Layout
-from trickbench.stages.report import report_outputs
+from trickbench.report.outputs import report_outputs
 
 # `--configfile X` names a complete params file used as is (Snakemake would deep-merge it into params.yaml)
 PARAMS_FILE = str(workflow.overwrite_configfiles[-1]) if workflow.overwrite_configfiles else "params.yaml"
@@ -18,6 +18,11 @@ ART = str(LAYOUT.artifacts)
 RES = str(LAYOUT.results)
 LOGS = f"{ART}/logs"
 TB = f"trickbench --params {PARAMS_FILE}"
+# Expanded once: the input/params functions below run per job, and a 1,000-point DAG would otherwise
+# expand the grid 1,000 times (benchmarks/pipeline_overhead.py).
+GRID = expand_grid(PARAMS)
+POINTS = {(p.study, p.point_id): p for p in GRID}
+STUDY_POINTS = {study: [p for p in GRID if p.study == study] for study in PARAMS["studies"]}
 
 
 def section(*keys):
@@ -26,13 +31,12 @@ def section(*keys):
 
 
 def point_config(wildcards):
-    point = next(p for p in study_points(PARAMS, wildcards.study) if p.point_id == wildcards.point)
-    return json.dumps(point.config, sort_keys=True)
+    return json.dumps(POINTS[(wildcards.study, wildcards.point)].config, sort_keys=True)
 
 
 def finetune_from(wildcards):
     """A fine-tuning run depends on the model it starts from: retraining that reruns this one."""
-    point = next(p for p in study_points(PARAMS, wildcards.study) if p.point_id == wildcards.point)
+    point = POINTS[(wildcards.study, wildcards.point)]
     return [point.config["finetune_from"]] if point.config["finetune_from"] else []
 
 
@@ -42,11 +46,11 @@ def run_file(name):
 
 def study_run_files(name):
     return lambda wildcards: [f"{ART}/runs/{wildcards.study}/{p.point_id}/{name}"
-                              for p in study_points(PARAMS, wildcards.study)]
+                              for p in STUDY_POINTS[wildcards.study]]
 
 
 def all_run_files(name):
-    return [f"{ART}/runs/{p.study}/{p.point_id}/{name}" for p in expand_grid(PARAMS)]
+    return [f"{ART}/runs/{p.study}/{p.point_id}/{name}" for p in GRID]
 
 
 def all_outputs():

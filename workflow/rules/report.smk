@@ -3,7 +3,7 @@
 # which files exist and where they are shown comes from trickbench.stages.report (a function of params).
 from snakemake.io import report as report_flag
 
-from trickbench.stages.report import report_entries
+from trickbench.report.outputs import report_entries
 
 
 report: "../report/workflow.rst"

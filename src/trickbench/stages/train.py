@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import csv
-import os
 from pathlib import Path
 from typing import Any
 
@@ -12,12 +11,6 @@ from trickbench import tracking
 from trickbench.grid import GridPoint, find_point, study_points
 from trickbench.io import atomic_path, digest_json, read_json, write_json
 from trickbench.paths import Layout
-
-
-# Start-up: torch.optim imports torch._dynamo when the first optimizer is built (1-2 s of Python). Doing it
-# before the MLflow run's worker thread starts keeps the two big imports from taking turns on the GIL;
-# after it the main thread mostly runs torch kernels, which release it (benchmarks/README.md).
-PREIMPORT_DYNAMO = os.environ.get("TRICKBENCH_PREIMPORT_DYNAMO", "1") != "0"
 
 
 def run_digest(point: GridPoint, data_digest: str) -> str:
@@ -108,8 +101,6 @@ def train_point(params: dict[str, Any], layout: Layout, study: str, point_id: st
         "trickbench.params_digest": point.config_digest, "trickbench.data_digest": manifest["digest"],
         "trickbench.run_digest": digest, **{f"axis.{k}": str(v) for k, v in point.axes.items()},
     }
-    if PREIMPORT_DYNAMO:
-        import torch._dynamo  # noqa: F401  (see PREIMPORT_DYNAMO)
     run = tracking.open_run(params, tracking.experiment_name(params, study), point_id, tags,
                             {**point.config, "data.source": params["data"]["source"]},
                             run_id=previous.get("mlflow_run_id") if previous else None, background=True)

@@ -1,0 +1,102 @@
+"""The files the report stage writes, as a pure function of params: Snakemake and DVC declare exactly these.
+
+Kept apart from stages/report.py so that parsing the Snakefile imports neither pandas nor mlflow.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from trickbench.grid import axis_keys, study_points
+from trickbench.paths import Layout
+
+TABLE_FORMATS = ("md", "csv", "tex")
+# output key -> (Snakemake report subcategory, caption file workflow/report/<caption>.rst)
+REPORT_ITEMS: dict[str, tuple[str, str]] = {
+    "paper_table_csv": ("1 tables", "paper_table"),
+    "activations_csv": ("1 tables", "activations"),
+    "summary_csv": ("1 tables", "summary"),
+    "diagnosis_csv": ("2 diagnosis", "diagnosis"),
+    "learning_curves": ("3 curves", "learning_curves"),
+    "lr_curves": ("3 curves", "lr_curves"),
+    "batch_loss": ("3 curves", "batch_loss"),
+    "accuracy_gap": ("3 curves", "accuracy_gap"),
+    "comparison": ("4 comparisons", "comparison"),
+    "init_activation_heatmap": ("4 comparisons", "init_activation_heatmap"),
+    "dead_units": ("5 inside the network", "dead_units"),
+    "init_activation_std": ("5 inside the network", "init_activation_std"),
+    "ensembles_csv": ("6 ensembles", "ensembles"),
+    "ensemble_gains": ("6 ensembles", "ensemble_gains"),
+}
+
+
+def curves_table(layout: Layout) -> Path:
+    """Every run's per-epoch curves in long format (one row per run and epoch): DVC's plots read it."""
+    return layout.results / "curves.csv"
+
+
+def metrics_file(layout: Layout) -> Path:
+    """Headline numbers of every study (`dvc metrics show`)."""
+    return layout.results / "metrics.json"
+
+
+def has_axes(params: dict[str, Any], study: str) -> set[str]:
+    return set(axis_keys(study_points(params, study)))
+
+
+def study_outputs(params: dict[str, Any], layout: Layout, study: str) -> dict[str, Path]:
+    """Every file the report writes for a study (the engines declare exactly these)."""
+    out, fmt = layout.study_results(study), params["report"]["figure_format"]
+    keys = has_axes(params, study)
+    tables = ["summary", *(["activations", "paper_table"] if "activation" in keys else []), "ensembles"]
+    outputs = {f"{name}_{ext}": out / f"{name}.{ext}" for name in tables for ext in TABLE_FORMATS}
+    outputs |= {"diagnosis_md": out / "diagnosis.md", "diagnosis_csv": out / "diagnosis.csv"}
+    figures = ["learning_curves", "comparison", "accuracy_gap", "batch_loss"]
+    if "lr" in keys:
+        figures.append("lr_curves")
+    if "activation" in keys:
+        figures.append("dead_units")
+    if "initializer" in keys:
+        figures.append("init_activation_std")
+        if "activation" in keys:
+            figures.append("init_activation_heatmap")
+    figures.append("ensemble_gains")
+    outputs |= {name: out / f"{name}.{fmt}" for name in figures}
+    return outputs
+
+
+def class_counts_outputs(layout: Layout) -> dict[str, Path]:
+    stem = layout.results / "data" / "class_counts"
+    return {ext: stem.with_suffix(f".{ext}") for ext in TABLE_FORMATS}
+
+
+def report_outputs(params: dict[str, Any], layout: Layout) -> list[Path]:
+    paths = [layout.runs_table, curves_table(layout), metrics_file(layout), layout.spectrum_figure,
+             *class_counts_outputs(layout).values()]
+    for study in params["studies"]:
+        paths += list(study_outputs(params, layout, study).values())
+    return paths
+
+
+@dataclass(frozen=True)
+class ReportEntry:
+    path: Path
+    caption: str | None  # workflow/report/<caption>.rst; None: written but not shown in the Snakemake report
+    category: str
+    subcategory: str
+
+
+def report_entries(params: dict[str, Any], layout: Layout) -> list[ReportEntry]:
+    """Every report output, with where the Snakemake report (`snakemake --report`) shows it."""
+    entries = [ReportEntry(layout.runs_table, "runs", "0 all studies", "tables"),
+               ReportEntry(curves_table(layout), None, "0 all studies", "tables"),
+               ReportEntry(metrics_file(layout), None, "0 all studies", "tables"),
+               ReportEntry(layout.spectrum_figure, "pca_spectrum", "0 all studies", "data"),
+               *(ReportEntry(path, "class_counts" if ext == "csv" else None, "0 all studies", "data")
+                 for ext, path in class_counts_outputs(layout).items())]
+    for study in params["studies"]:
+        for key, path in study_outputs(params, layout, study).items():
+            subcategory, caption = REPORT_ITEMS.get(key, ("", None))  # type: ignore[assignment]
+            entries.append(ReportEntry(path, caption, study, subcategory))
+    return entries
