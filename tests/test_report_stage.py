@@ -17,8 +17,9 @@ from trickbench.grid import expand_grid
 from trickbench.io import write_json
 from trickbench.params import validate
 from trickbench.paths import Layout
+from trickbench.report.outputs import REPORT_ITEMS, report_entries, report_outputs, study_outputs
 from trickbench.stages.ensemble import ensemble
-from trickbench.stages.report import REPORT_ITEMS, report, report_entries, report_outputs, study_outputs
+from trickbench.stages.report import report
 
 CLASSES = 3
 

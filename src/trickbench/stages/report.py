@@ -1,13 +1,14 @@
 """Stage report: one tidy table of all runs -> tables, figures and a diagnosis under results/, and an MLflow
 summary run per study holding the same files.
 
-What a study gets is a pure function of params (`study_outputs`), so Snakemake and DVC declare exactly
-these files: every study has the summary and ensemble tables, the diagnosis, learning curves, per-batch
-loss, the accuracy gap and the ensemble gains; a study with an `activation` axis adds the per-activation
-table, the paper-layout table (report.paper_table) and the dead-unit figure; an `lr` axis adds the
-learning-rate curves (seed Fig. 1); an `initializer` axis adds the activation std at initialisation, and
-with `activation` also the initializer × activation heatmap. `report_entries` says which of them the
-Snakemake report shows, under which caption (workflow/report/<caption>.rst).
+Which files a study gets is a pure function of params, in report/outputs.py (`study_outputs`), so that
+Snakemake and DVC declare exactly these files without importing pandas: every study has the summary and
+ensemble tables, the diagnosis, learning curves, per-batch loss, the accuracy gap and the ensemble gains;
+a study with an `activation` axis adds the per-activation table, the paper-layout table
+(report.paper_table) and the dead-unit figure; an `lr` axis adds the learning-rate curves (seed Fig. 1);
+an `initializer` axis adds the activation std at initialisation, and with `activation` also the
+initializer × activation heatmap. `report_entries` there says which of them the Snakemake report shows,
+under which caption (workflow/report/<caption>.rst).
 """
 from __future__ import annotations
 
@@ -22,9 +23,8 @@ from trickbench import tracking
 from trickbench.grid import axis_keys, study_points
 from trickbench.io import atomic_path, read_json, write_text
 from trickbench.paths import Layout
-from trickbench.report.outputs import (  # noqa: F401  (re-exported: the stage's public names)
-    REPORT_ITEMS, TABLE_FORMATS, ReportEntry, class_counts_outputs, curves_table, has_axes, metrics_file,
-    report_entries, report_outputs, study_outputs)
+from trickbench.report.outputs import class_counts_outputs, curves_table, metrics_file, study_outputs
+
 
 def _label(value: Any) -> Any:
     if isinstance(value, list):
