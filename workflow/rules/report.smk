@@ -1,6 +1,6 @@
 # Stage report: tables, figures and the diagnosis of every study. Each output is marked report(...) with a
 # caption in workflow/report/, so `snakemake --report results/report.html` (after a run) browses them;
-# which files exist and where they are shown comes from trickbench.stages.report (a function of params).
+# which files exist and where they are shown comes from trickbench.report.outputs (a function of params).
 from snakemake.io import report as report_flag
 
 from trickbench.report.outputs import report_entries

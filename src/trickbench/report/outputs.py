@@ -71,14 +71,6 @@ def class_counts_outputs(layout: Layout) -> dict[str, Path]:
     return {ext: stem.with_suffix(f".{ext}") for ext in TABLE_FORMATS}
 
 
-def report_outputs(params: dict[str, Any], layout: Layout) -> list[Path]:
-    paths = [layout.runs_table, curves_table(layout), metrics_file(layout), layout.spectrum_figure,
-             *class_counts_outputs(layout).values()]
-    for study in params["studies"]:
-        paths += list(study_outputs(params, layout, study).values())
-    return paths
-
-
 @dataclass(frozen=True)
 class ReportEntry:
     path: Path
@@ -100,3 +92,8 @@ def report_entries(params: dict[str, Any], layout: Layout) -> list[ReportEntry]:
             subcategory, caption = REPORT_ITEMS.get(key, ("", None))  # type: ignore[assignment]
             entries.append(ReportEntry(path, caption, study, subcategory))
     return entries
+
+
+def report_outputs(params: dict[str, Any], layout: Layout) -> list[Path]:
+    """Every file the report stage writes (what the engines declare as its outputs)."""
+    return [entry.path for entry in report_entries(params, layout)]
