@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -67,7 +68,11 @@ ABLATIONS = {
     "fused": "trickbench + fused SGD",
     "compile": "trickbench + torch.compile",
     "bound": "model step alone (no data path)",
+    "side_by_side": "trickbench, {copies} runs side by side x 1 thread (sum)",
 }
+# The pipeline's default on a CPU workstation: params `resources.threads: 1`, so `snakemake --cores N` trains N
+# grid points side by side. The side_by_side arm runs that many copies of the trickbench arm with one thread each
+# and reports their combined images/s: the grid's throughput rather than one run's.
 EVAL_IMAGES = 2048
 
 
@@ -209,6 +214,10 @@ def worker_trickbench(spec: dict[str, Any]) -> None:
     """The real loop: trickbench.train.loop.train on a Prepared built from the same images; one epoch
     (`window` steps) per "go", the loop waiting in its on_epoch_end callback in between."""
     set_optimizer_implementation(spec)
+    if spec.get("threads"):
+        import torch
+
+        torch.set_num_threads(spec["threads"])
     if spec.get("malloc", True):
         from trickbench.cli import tune_allocator
 
@@ -241,7 +250,8 @@ def worker_trickbench(spec: dict[str, Any]) -> None:
         if device.type == "cuda":
             torch.cuda.synchronize()
         if epoch == 1:  # the first epoch is warm-up (first-step costs, compilation)
-            say({"ready": True, "warmup_seconds": time.perf_counter() - started, "allocator": allocator})
+            say({"ready": True, "warmup_seconds": time.perf_counter() - started, "allocator": allocator,
+                 "threads": torch.get_num_threads()})
         else:
             say({"rate": n_train / (time.perf_counter() - started)})
         if not wait_for_go():
@@ -410,14 +420,47 @@ class Arm:
             self.process.kill()
 
 
-def measure_arms(specs: list[tuple[str, dict[str, Any]]], windows: int) -> dict[str, Arm]:
+class SideBySide:
+    """`copies` trickbench processes with one thread each, released together: one window is over when the
+    last of them has finished its epoch, and the rate is all their images over that wall time."""
+
+    def __init__(self, label: str, spec: dict[str, Any], copies: int):
+        self.label, self.rates, self.arms = label, [], []
+        try:
+            for copy in range(copies):
+                self.arms.append(Arm(f"{label} #{copy}", {**spec, "threads": 1}))
+                if self.arms[-1].ready.get("threads") != 1:
+                    raise RuntimeError(f"{label} #{copy}: runs {self.arms[-1].ready.get('threads')} threads, not 1")
+        except Exception:
+            self.close()
+            raise
+        self.images = spec["window"] * BATCH * copies
+
+    def window(self) -> float:
+        started = time.perf_counter()
+        for arm in self.arms:
+            arm.process.stdin.write("go\n")
+            arm.process.stdin.flush()
+        for arm in self.arms:
+            arm.receive()
+        rate = self.images / (time.perf_counter() - started)
+        self.rates.append(rate)
+        return rate
+
+    def close(self) -> None:
+        for arm in self.arms:
+            arm.close()
+
+
+def measure_arms(specs: list[tuple[str, dict[str, Any]]], windows: int) -> dict[str, Arm | SideBySide]:
     """Start every arm (warm-up done one after another), then ask each for one window in turn, `windows`
     times, rotating the order: every arm is measured at nearly the same moments, so a burst of load from
     other processes hits all of them alike."""
-    arms: dict[str, Arm] = {}
+    arms: dict[str, Arm | SideBySide] = {}
     try:
         for label, spec in specs:
-            arms[label] = Arm(label, {**spec, "max_windows": windows})
+            spec = {**spec, "max_windows": windows}
+            arms[label] = SideBySide(label, spec, spec["copies"]) if spec.get("copies") else Arm(label, spec)
         order = list(arms)
         for index in range(windows):
             rotated = order[index % len(order):] + order[:index % len(order)]
@@ -431,12 +474,20 @@ def measure_arms(specs: list[tuple[str, dict[str, Any]]], windows: int) -> dict[
 
 # ------------------------------------------------------------------------------------------- driver
 
-def arms(device: str, ablations: list[str]) -> list[tuple[str, dict[str, Any]]]:
+def side_by_side_label(copies: int) -> str:
+    return ABLATIONS["side_by_side"].format(copies=copies)
+
+
+def arms(device: str, ablations: list[str], copies: int | None) -> list[tuple[str, dict[str, Any]]]:
     out = [("usual (DataLoader, 2 workers)", {"arm": "usual"}), ("trickbench", {"arm": "trickbench"})]
     for name in ablations:
         if name == "amp" and device != "cuda":
             continue
-        if name == "bound":
+        if name == "side_by_side":
+            # on a GPU: that many grid points sharing it (params resources.slots_per_gpu)
+            copies = copies or (os.cpu_count() or 2 if device == "cpu" else 2)
+            out.append((side_by_side_label(copies), {"arm": "trickbench", "copies": copies}))
+        elif name == "bound":
             out.append((ABLATIONS[name], {"arm": "bound"}))
         elif name in ("compile", "fused"):
             out.append((ABLATIONS[name], {"arm": "trickbench", name: True}))
@@ -453,6 +504,8 @@ def main() -> None:
     parser.add_argument("--ablations", default=None,
                         help=f"comma-separated arms with one optimisation toggled: {','.join(ABLATIONS)}, or none "
                         "(default: all but compile; none with --quick)")
+    parser.add_argument("--copies", type=int, default=None,
+                        help="runs of the side_by_side arm (default: the number of CPU cores; 2 on a GPU)")
     parser.add_argument("--no-eval", action="store_true", help="skip the evaluation measurement")
     parser.add_argument("--windows", type=int, default=None,
                         help="measured windows per arm (default: STEPS; the best and the median are reported)")
@@ -473,7 +526,7 @@ def main() -> None:
     elif "cuda" not in devices and args.devices == "auto":
         print("GPU: skipped (no CUDA device); CPU figures only")
     if args.ablations is None:
-        args.ablations = "none" if args.quick else "bound,malloc,channels_last,amp,foreach,fused"
+        args.ablations = "none" if args.quick else "bound,side_by_side,malloc,channels_last,amp,foreach,fused"
     ablations = [a for a in args.ablations.split(",") if a and a != "none"]
     models = args.models.split(",")
 
@@ -498,7 +551,7 @@ def main() -> None:
                 window = QUICK_WINDOW if args.quick else WINDOW_STEPS[device]
                 specs = [(label, {**arm, "device": device, "model": model, "width": width, "data": data_path,
                                   "warmup_steps": steps[0], "window": window})
-                         for label, arm in arms(device, ablations)]
+                         for label, arm in arms(device, ablations, args.copies)]
                 measured = measure_arms(specs, args.windows or steps[1])
                 results = {label: {"images_per_s": max(arm.rates), "median": statistics.median(arm.rates),
                                    "rates": arm.rates} for label, arm in measured.items()}
@@ -514,6 +567,14 @@ def main() -> None:
                 ratio_line(f"throughput_{device}_{model}", tb, base, what="trickbench", baseline_what="usual",
                            unit="images/s", target=f">= {TARGET:g}x" if device == "cpu" else None,
                            met=tb / base >= TARGET)
+                side_by_side = next((label for label in results if label.startswith("trickbench, ") and
+                                     "side by side" in label), None)
+                if side_by_side:
+                    grid = results[side_by_side]["images_per_s"]
+                    ratio_line(f"side_by_side_{device}_{model}", grid, base, what=side_by_side,
+                               baseline_what="usual", unit="images/s")
+                    ratio_line(f"side_by_side_vs_one_run_{device}_{model}", grid, tb, what=side_by_side,
+                               baseline_what="trickbench, one run", unit="images/s")
                 for key, label in ABLATIONS.items():
                     if key == "bound" and label in results:
                         ratio_line(f"bound_{device}_{model}", tb, results[label]["images_per_s"], what="trickbench",

@@ -54,6 +54,47 @@ def test_mfu_quick():
     assert "MFU" in output
 
 
+def test_conv_breakdown_quick():
+    """Every convolution pass is found in oneDNN's log and priced; the parts add up to the whole step."""
+    output = run_benchmark("conv_breakdown.py", "--quick", "--models", "small_cnn,nin")
+    found = ratios(output)
+    for model in ("small_cnn", "nin"):
+        for kind in ("forward", "backward_data", "backward_weights"):
+            assert found[f"conv_{kind}_vs_dense_cpu_{model}"] > 0
+        assert 0 < found[f"conv_share_cpu_{model}"] <= 1.0  # the convolutions are part of the step
+    rows = [line.split() for line in output.splitlines() if line.strip().startswith("nin w24") and "mb16_" in line]
+    # NiN has 9 convolutions, 8 distinct shapes (the 16x16 1x1 pair shares a descriptor: one row, "2" layers); the
+    # first needs no input gradient: 8 x 3 passes - 1
+    assert len(rows) == 23, rows
+    assert sum(1 for row in rows if row[3] == "2") == 3
+
+
+def test_convolution_descriptor_flops():
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        from conv_breakdown import parse, problem_flops
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    assert problem_flops("mb128_ic3oc32_ih32oh32kh3sh1dh0ph1_iw32ow32kw3sw1dw0pw1") == 2 * 128 * 32 * 32 * 32 * 3 * 9
+    assert problem_flops("g2mb4_ic8oc6_ih5oh3kh3sh1dh0ph0_iw5ow3kw3sw1dw0pw0") == 2 * 4 * 6 * 3 * 3 * 4 * 9
+    with pytest.raises(ValueError, match="unparsed"):
+        problem_flops("nonsense")
+    log = "\n".join([
+        "onednn_verbose,v1,info,oneDNN v3",
+        "onednn_verbose,v1,primitive,exec,cpu,convolution,jit:avx2,backward_weights,src:f32,attr-scratchpad:user,"
+        "alg:convolution_direct,mb2_ic3oc4_ih8oh8kh3sh1dh0ph1_iw8ow8kw3sw1dw0pw1,0.5",
+        "onednn_verbose,v1,primitive,exec,cpu,reorder,jit:uni,undef,src:f32,,,4x3x3x3,0.01",
+        "@@ step 0.002",
+        "onednn_verbose,v1,primitive,exec,cpu,convolution,brg_conv_fwd:avx2,forward_training,src:f32,"
+        "attr-scratchpad:user,alg:convolution_direct,mb2_ic3oc4_ih8oh8kh3sh1dh0ph1_iw8ow8kw3sw1dw0pw1,0.25",
+        "@@ step 0.003",
+    ])
+    steps, executions = parse(log)
+    assert steps == [0.002, 0.003]
+    assert [(e["step"], e["pass"], e["kernel"], e["ms"]) for e in executions] == [
+        (0, "backward weights", "jit:avx2", 0.5), (1, "forward", "brg_conv_fwd:avx2", 0.25)]
+
+
 def test_activation_cost_quick():
     found = ratios(run_benchmark("activation_cost.py", "--quick", "--devices", "cpu", "--no-compile"))
     assert {"rrelu_where_free_cpu", "rrelu_vs_relu_cpu", "nin_step_rrelu_where_free_cpu",
@@ -74,8 +115,11 @@ def test_gpu_benchmark_skips_cleanly_without_cuda():
 @pytest.mark.slow
 @needs_cifar
 def test_throughput_quick():
-    found = ratios(run_benchmark("throughput.py", "--quick", "--devices", "cpu"))
-    assert {"throughput_cpu_small_cnn", "throughput_cpu_nin"} <= set(found)
+    output = run_benchmark("throughput.py", "--quick", "--devices", "cpu", "--ablations", "side_by_side", "--copies", "2")
+    found = ratios(output)
+    assert {"throughput_cpu_small_cnn", "throughput_cpu_nin", "throughput_cpu_reference_cnn"} <= set(found)
+    assert {"side_by_side_cpu_nin", "side_by_side_vs_one_run_cpu_nin"} <= set(found)
+    assert "trickbench, 2 runs side by side x 1 thread (sum)" in output
     assert all(value > 0 for value in found.values())
 
 
