@@ -15,6 +15,8 @@ with 4 px zero padding, horizontal flip) and per-channel normalisation:
               (trickbench's settings), the most any input pipeline could reach with this model step.
   ablations   trickbench with one optimisation switched off (or torch.compile switched on), to show
               what each is worth.
+  side_by_side  N trickbench runs at once with one thread each (N = the CPU count, 2 on a GPU;
+              --copies), their images/s summed: the grid's throughput under the pipeline's defaults.
 
 Each arm runs in its own process (the malloc settings are per process) with all cores' threads; the
 processes take turns, one measured window each, so load from other users of a shared machine hits every
