@@ -53,27 +53,13 @@ def worker(spec: dict[str, Any]) -> None:
 
     tune_allocator()
     import torch
-    import torch.nn.functional as F
 
-    from throughput import model_config
-    from trickbench.train.loop import build_network, parameter_groups
-    from trickbench.train.optim import OPTIMIZERS
-    from trickbench.train.regularizers import regularization
+    from throughput import bare_model_step
 
     torch.manual_seed(0)
-    config = model_config(spec["model"], spec["width"], "cpu")
-    reg = regularization(config)
-    fmt = torch.channels_last
-    model = build_network(config, reg, (32, 32, 3), 10).to(memory_format=fmt)
-    optimizer = OPTIMIZERS.get("sgd")(parameter_groups(model, reg, config), config)
-    x = torch.rand(spec["batch"], 3, 32, 32).contiguous(memory_format=fmt)
+    x = torch.rand(spec["batch"], 3, 32, 32)
     y = torch.randint(0, 10, (spec["batch"],))
-
-    def step() -> None:
-        loss = F.cross_entropy(model(x), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+    step = bare_model_step(spec["model"], spec["width"], x, y)
 
     for _ in range(spec["warmup"]):
         step()
@@ -142,7 +128,7 @@ def main() -> None:
         worker(json.loads(args.worker))
         return
 
-    from mfu import dense_rates
+    from mfu import dense_rates, matmul_size
 
     header("conv_breakdown")
     import torch
@@ -152,7 +138,7 @@ def main() -> None:
         return
     dense = dense_rates("cpu", torch.float32, args.quick)
     peak = dense["best"]
-    print(f"dense rates: {int(dense['matmul_size'])}^2 fp32 matmul {dense['matmul'] / 1e9:.1f} GFLOP/s, "
+    print(f"dense rates: {matmul_size('cpu', args.quick)}^2 fp32 matmul {dense['matmul'] / 1e9:.1f} GFLOP/s, "
           f"3x3 convolution {dense['conv'] / 1e9:.1f} GFLOP/s; 'vs dense' below is against {peak / 1e9:.1f}")
     steps = args.steps or (2 if args.quick else 10)
     layer_rows, pass_rows = [], []

@@ -103,13 +103,16 @@ def conv_rate(device: str, dtype: Any, shape: dict[str, int], seconds: float) ->
     return best_rate(device, 2.0 * n * c * c * size * size * k * k, forward, seconds)
 
 
+def matmul_size(device: str, quick: bool) -> int:
+    return 512 if quick else (8192 if device == "cuda" else 2048)
+
+
 def dense_rates(device: str, dtype: Any, quick: bool) -> dict[str, float]:
-    """The device's dense FLOP/s, measured now: {"matmul": n x n matmul, "conv": DENSE_CONV, "best": the faster}."""
-    size = 512 if quick else (8192 if device == "cuda" else 2048)
+    """The device's dense FLOP/s, measured now: {"matmul": the matmul_size matmul, "conv": DENSE_CONV, "best": the
+    faster}."""
     seconds = 1.0 if quick else 5.0
-    rates = {"matmul": matmul_rate(device, dtype, size, seconds),
-             "conv": conv_rate(device, dtype, QUICK_DENSE_CONV if quick else DENSE_CONV, seconds),
-             "matmul_size": float(size)}
+    rates = {"matmul": matmul_rate(device, dtype, matmul_size(device, quick), seconds),
+             "conv": conv_rate(device, dtype, QUICK_DENSE_CONV if quick else DENSE_CONV, seconds)}
     rates["best"] = max(rates["matmul"], rates["conv"])
     return rates
 
@@ -174,7 +177,7 @@ def main() -> None:
                   "gradient, so slightly less than 3 x forward)")
         dtype = torch.bfloat16 if device == "cuda" else torch.float32
         dense = dense_rates(device, dtype, args.quick)
-        size = int(dense["matmul_size"])
+        size = matmul_size(device, args.quick)
         if device == "cuda":
             steps, epochs = (4, 1) if args.quick else (200, 3)
         else:

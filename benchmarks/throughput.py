@@ -37,7 +37,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from _common import clean_env, decode_cifar10, header, ratio_line, run_child, table, train_config
 
@@ -265,12 +265,9 @@ def worker_trickbench(spec: dict[str, Any]) -> None:
         raise SystemExit(f"training did not complete: {result.status}")
 
 
-def worker_model_step(spec: dict[str, Any]) -> None:
-    """Upper bound of the trickbench arm: forward, backward and SGD step on one fixed, already augmented
-    and normalised batch (channels_last, malloc settings), without slicing, augmenting or validating."""
-    from trickbench.cli import tune_allocator
-
-    tune_allocator()
+def bare_model_step(model: str, width: int, x: Any, y: Any) -> Callable[[], None]:
+    """One training step as trickbench takes it (its network, channels_last, foreach SGD, bf16 autocast on
+    CUDA) on the fixed batch x (NCHW, already normalised) and labels y, with nothing around it."""
     import torch
     import torch.nn.functional as F
 
@@ -278,24 +275,42 @@ def worker_model_step(spec: dict[str, Any]) -> None:
     from trickbench.train.optim import OPTIMIZERS
     from trickbench.train.regularizers import regularization
 
-    images, labels = load_arrays(spec["data"])
-    device = torch.device(spec["device"])
-    config = model_config(spec["model"], spec["width"], spec["device"])
+    device = x.device
+    config = model_config(model, width, device.type)
     reg = regularization(config)
     fmt = torch.channels_last
-    model = build_network(config, reg, images.shape[1:], 10).to(device=device, memory_format=fmt)
-    optimizer = OPTIMIZERS.get("sgd")(parameter_groups(model, reg, config), config)
-    x = torch.from_numpy(images[:BATCH]).to(device).permute(0, 3, 1, 2).float().div(255).contiguous(memory_format=fmt)
-    y = torch.from_numpy(labels[:BATCH]).to(device)
+    network = build_network(config, reg, (x.shape[2], x.shape[3], x.shape[1]), 10).to(device=device, memory_format=fmt)
+    optimizer = OPTIMIZERS.get("sgd")(parameter_groups(network, reg, config), config)
+    x = x.contiguous(memory_format=fmt)
     amp = device.type == "cuda"
+
+    def step() -> None:
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            loss = F.cross_entropy(network(x).float(), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
+def worker_model_step(spec: dict[str, Any]) -> None:
+    """Upper bound of the trickbench arm: forward, backward and SGD step on one fixed, already augmented
+    and normalised batch (channels_last, malloc settings), without slicing, augmenting or validating."""
+    from trickbench.cli import tune_allocator
+
+    tune_allocator()
+    import torch
+
+    images, labels = load_arrays(spec["data"])
+    device = torch.device(spec["device"])
+    x = torch.from_numpy(images[:BATCH]).to(device).permute(0, 3, 1, 2).float().div(255)
+    y = torch.from_numpy(labels[:BATCH]).to(device)
+    step = bare_model_step(spec["model"], spec["width"], x, y)
 
     def steps(n: int) -> None:
         for _ in range(n):
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                loss = F.cross_entropy(model(x).float(), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            step()
         if device.type == "cuda":
             torch.cuda.synchronize()
 
@@ -403,9 +418,13 @@ class Arm:
                 return json.loads(line[len(PROTOCOL):])
         raise RuntimeError(f"{self.label}: worker ended ({self.process.wait()}):\n{self.process.stderr.read()[-3000:]}")
 
-    def window(self) -> float:
+    def go(self) -> None:
+        """Start one window; receive() then returns its rate."""
         self.process.stdin.write("go\n")
         self.process.stdin.flush()
+
+    def window(self) -> float:
+        self.go()
         rate = self.receive()["rate"]
         self.rates.append(rate)
         return rate
@@ -441,8 +460,7 @@ class SideBySide:
     def window(self) -> float:
         started = time.perf_counter()
         for arm in self.arms:
-            arm.process.stdin.write("go\n")
-            arm.process.stdin.flush()
+            arm.go()
         for arm in self.arms:
             arm.receive()
         rate = self.images / (time.perf_counter() - started)
