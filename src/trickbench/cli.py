@@ -237,8 +237,9 @@ def main(argv: list[str] | None = None) -> int:
     from trickbench.grid import GridError
     from trickbench.params import ParamsError
     from trickbench.registry import UnknownComponentError
+    from trickbench.tracking import TrackingError
 
-    bad_input: tuple[type[BaseException], ...] = (ParamsError, GridError, UnknownComponentError, LookupError,
+    bad_input: tuple[type[BaseException], ...] = (ParamsError, GridError, UnknownComponentError, TrackingError, LookupError,
                                                  FileNotFoundError, NotADirectoryError, IsADirectoryError)
     try:
         args.handler(args)

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from trickbench.provenance import KEYS as PROVENANCE_KEYS
 from trickbench.report.paper import ACTIVATION_ORDER, ReferenceTable
 
 METRIC_LABELS = {
@@ -32,6 +33,7 @@ def runs_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
         row.update({key: _label(value) for key, value in record["axes"].items()})
         row.update({key: record.get(key, math.nan) for key in METRIC_LABELS})
         row["epochs_run"] = record.get("epochs_run", math.nan)
+        row.update({key: (record.get("provenance") or {}).get(key, "") for key in PROVENANCE_KEYS})
         rows.append(row)
     return pd.DataFrame(rows)
 
