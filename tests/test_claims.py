@@ -332,3 +332,16 @@ def test_the_committed_claims_table_is_current():
     committed = pd.read_csv(REPO / "results" / "claims.csv")
     fresh = claims_table(None, REPO)[0]
     pd.testing.assert_frame_equal(committed, pd.read_csv(io.StringIO(fresh.to_csv(index=False))))
+
+
+def test_the_readme_counts_are_the_committed_tables():
+    """The README's "What holds up" opens with the verdict counts of results/claims.csv."""
+    import re
+
+    committed = pd.read_csv(REPO / "results" / "claims.csv")["verdict"].value_counts()
+    text = (REPO / "README.md").read_text()
+    found = re.search(r"\*\*Today \((\d+) claims\): (\d+) holds, (\d+) contradicted, (\d+) inconclusive, "
+                      r"(\d+) not run\.\*\*", text)
+    assert found, "README: the claims summary line is missing"
+    assert [int(g) for g in found.groups()] == [int(committed.sum()), *(int(committed.get(v, 0)) for v in
+                                                                          ["holds", "contradicted", "inconclusive", "not run"])]
