@@ -316,14 +316,19 @@ def test_the_command_writes_both_tables_and_says_not_run(tmp_path):
     assert "scaled-cifar10 [small_cnn width 16" in done.stdout
 
 
-def test_an_unreadable_runs_table_fails_cleanly_and_writes_nothing(tmp_path):
+@pytest.mark.parametrize("content, culprit", [
+    ("study,point_id\nactivations,activation-relu__seed-0\n", "runs.csv: no column status"),
+    ("study,point_id,status,test_error,train_error\nactivations,activation-relu__seed-0,completed,low,0.1\n"
+     "activations,activation-prelu__seed-0,completed,0.2,0.1\n", "column 'test_error' is not numeric"),
+], ids=["no-status-column", "text-in-a-metric"])
+def test_an_unreadable_runs_table_fails_cleanly_and_writes_nothing(tmp_path, content, culprit):
     shutil.copytree(REPO / "configs", tmp_path / "configs")
     runs = tmp_path / "results" / "scaled-cifar10" / "runs.csv"
     runs.parent.mkdir(parents=True)
-    runs.write_text("study,point_id\nactivations,activation-relu__seed-0\n")  # no status column
+    runs.write_text(content)
     done = _run(tmp_path)
-    assert done.returncode == 2
-    assert done.stderr.strip().count("\n") == 0 and "runs.csv: no column status" in done.stderr
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().count("\n") == 0 and culprit in done.stderr, done.stderr
     assert not (tmp_path / "out").exists()
 
 

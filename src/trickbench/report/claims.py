@@ -252,7 +252,10 @@ def _metric_values(runs: Any, claim: Claim, data: PresetData) -> Any:
     if claim.metric in DERIVED_METRICS:
         values = np.asarray(DERIVED_METRICS.get(claim.metric)(runs, claim, data), dtype=float)
     elif claim.metric in runs.columns:
-        values = runs[claim.metric].to_numpy(dtype=float)
+        try:
+            values = runs[claim.metric].to_numpy(dtype=float)
+        except ValueError:
+            raise ClaimsError(f"{data.runs_path}: column {claim.metric!r} is not numeric (claim {claim.claim_id})") from None
     else:
         raise ClaimsError(f"{data.runs_path}: no column {claim.metric!r} (claim {claim.claim_id}); "
                           f"derived metrics: {', '.join(DERIVED_METRICS.names())}")
