@@ -198,6 +198,16 @@ def cmd_report(args: argparse.Namespace) -> None:
     print(f"report: {len(written)} files under {params['paths']['results']}")
 
 
+def cmd_claims(args: argparse.Namespace) -> None:
+    from trickbench.report.claims import VERDICTS, write_claims
+
+    table, scales = write_claims(args.out, args.root)
+    for preset, part in table.groupby("preset", sort=False):
+        counts = part["verdict"].value_counts()
+        print(f"{preset} [{scales[preset]}]: " + ", ".join(f"{counts.get(v, 0)} {v}" for v in VERDICTS))
+    print(f"claims: {len(table)} claims -> {args.out / 'claims.csv'}, {args.out / 'claims.md'}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="trickbench", description=__doc__.splitlines()[0])
     parser.add_argument("--params", default="params.yaml", type=Path, help="params file (default: params.yaml)")
@@ -229,6 +239,10 @@ def build_parser() -> argparse.ArgumentParser:
     add("ensemble", cmd_ensemble, "ensembles of a study chosen by a validation metric").add_argument(
         "--study", required=True)
     add("report", cmd_report, "tables and figures of every study under results/")
+    claims = add("claims", cmd_claims, "verdicts on every claim of the seeds and Xu et al. from the presets' committed "
+                 "results (results/claims.md, .csv)")
+    claims.add_argument("--root", type=Path, default=Path("."), help="project root holding configs/ and results/")
+    claims.add_argument("--out", type=Path, default=Path("results"), help="folder of claims.md and claims.csv")
     return parser
 
 
