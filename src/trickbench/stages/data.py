@@ -5,7 +5,7 @@ from typing import Any
 
 import numpy as np
 
-from trickbench.data.prepared import Prepared, save_prepared, stratified_split
+from trickbench.data.prepared import Prepared, save_prepared, stratified_split, stratified_subset
 from trickbench.io import atomic_path, digest_json, read_json, write_json
 from trickbench.paths import Layout
 from trickbench import tracking
@@ -38,6 +38,8 @@ def prepare(params: dict[str, Any], layout: Layout, progress: bool = True) -> di
     else:
         test_images, test_labels = raw.test.images, raw.test.labels
     kept, held = stratified_split(labels, data["val_fraction"], data["split_seed"] + 1)
+    if data["train_per_class"] is not None:
+        kept = kept[stratified_subset(labels[kept], data["train_per_class"], data["split_seed"] + 2)]
     prepared = Prepared(
         images={"train": images[kept], "val": images[held], "test": test_images},
         labels={"train": labels[kept], "val": labels[held], "test": test_labels},
@@ -53,6 +55,7 @@ def prepare(params: dict[str, Any], layout: Layout, progress: bool = True) -> di
         "test_split": "source" if raw.test is not None else f"held out ({data['test_fraction']:g} of train)",
         "val_fraction": data["val_fraction"],
         "split_seed": data["split_seed"],
+        "train_per_class": data["train_per_class"],
         "provenance": raw.provenance,
     }
     save_prepared(layout.prepared, prepared)
