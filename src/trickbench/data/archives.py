@@ -207,12 +207,16 @@ class _Budget:
 def check_member_name(name: str, origin: str | os.PathLike) -> str:
     """Return the member name with `/` separators; DataError for absolute paths and `..` components."""
     posix = name.replace("\\", "/")
-    if len(posix) > MAX_NAME_CHARS or len([p for p in posix.split("/") if p]) > MAX_DEPTH or "\0" in posix:
-        shown = posix[:60] + "..." if len(posix) > 60 else posix
-        raise DataError(
-            f"{origin}: member name {shown!r} is longer than {MAX_NAME_CHARS} characters, deeper than "
-            f"{MAX_DEPTH} folders or holds a NUL (MAX_NAME_CHARS, MAX_DEPTH); refusing to read this archive"
-        )
+    shown = posix[:80] + "..." if len(posix) > 80 else posix
+    depth = len([part for part in posix.split("/") if part])
+    if len(posix) > MAX_NAME_CHARS:
+        raise DataError(f"{origin}: member name {shown!r} is {len(posix)} characters long, above {MAX_NAME_CHARS} "
+                        "(MAX_NAME_CHARS); refusing to read this archive")
+    if depth > MAX_DEPTH:
+        raise DataError(f"{origin}: member name {shown!r} is {depth} levels deep, above {MAX_DEPTH} (MAX_DEPTH); "
+                        "refusing to read this archive")
+    if "\0" in posix:
+        raise DataError(f"{origin}: member name {shown!r} holds a NUL character; refusing to read this archive")
     if posix.startswith("/") or _UNSAFE_DRIVE.match(posix) or ".." in posix.split("/"):
         raise DataError(
             f"{origin}: unsafe member name {name!r} (absolute path or '..' component); "
@@ -316,12 +320,18 @@ class ZipTree(ImageTree):
             raise DataError(f"{self.path}: member {name!r}: cannot read ({type(exc).__name__}: {exc})") from None
 
     def verify(self) -> str:
-        try:
-            bad = self.zf.testzip()  # reads every member in 1 MiB chunks, up to its (checked) declared size
-        except _ZIP_READ_ERRORS as exc:
-            raise DataError(f"{self.path}: corrupt or truncated ZIP ({type(exc).__name__}: {exc})") from None
-        if bad is not None:
-            raise DataError(f"{self.path}: member {bad!r} fails its CRC-32 check (corrupt archive)")
+        """Read every member in READ_CHUNK pieces (up to its checked declared size) and check its CRC-32."""
+        for name, info in self._infos.items():
+            try:
+                with self.zf.open(info) as handle:
+                    while handle.read(READ_CHUNK):
+                        pass
+            except zipfile.BadZipFile as exc:
+                if "CRC" in str(exc):
+                    raise DataError(f"{self.path}: member {name!r} fails its CRC-32 check (corrupt archive)") from None
+                raise DataError(f"{self.path}: member {name!r}: corrupt or truncated ZIP ({exc})") from None
+            except _ZIP_READ_ERRORS as exc:
+                raise DataError(f"{self.path}: member {name!r}: cannot read ({type(exc).__name__}: {exc})") from None
         return f"CRC-32 of {len(self.files)} members"
 
     def handle(self) -> tuple[str, str]:
@@ -496,11 +506,16 @@ def read_tar_members(path: str | os.PathLike, wanted: Iterable[str]) -> dict[str
                 name = check_member_name(member.name, path)
                 budget.admit(member.name, member.size if member.isreg() else 0)
                 budget.stream(member.name, member.offset_data + member.size, compressed)
-                if name in wanted and member.isreg():
+                if name in wanted and not member.isreg():
+                    raise DataError(f"{path}: member {member.name!r} is a link or special file; "
+                                    "only regular files are read")
+                if name in wanted:
                     handle = tf.extractfile(member)
                     assert handle is not None
                     found[name] = _read_bounded(handle, MAX_MEMBER_BYTES, f"{path}: member {name!r}",
                                                 declared=member.size)
+                    if len(found) == len(wanted):  # what follows is never inflated
+                        break
     except _TAR_READ_ERRORS as exc:
         raise DataError(f"{path}: corrupt or truncated tar archive ({type(exc).__name__}: {exc})") from None
     missing = sorted(wanted - set(found))
