@@ -220,11 +220,17 @@ def patch_zip_central(path: Path, member: str, **fields: int) -> Path:
     return path
 
 
-def write_tar_entries(path: Path, entries: list[tarfile.TarInfo | tuple[str, bytes]], mode: str = "w:gz") -> Path:
-    """tar of regular members (name, data) and ready TarInfo headers (links, devices, FIFOs: no data)."""
+def write_tar_entries(path: Path, entries: list[tarfile.TarInfo | tuple[str, bytes] | bytes],
+                      mode: str = "w:gz") -> Path:
+    """tar of regular members (name, data), ready TarInfo headers (links, devices, FIFOs) and raw bytes
+    (the data blocks of the header before them, padded to 512 bytes: a hand-made long-name block)."""
     with tarfile.open(path, mode) as tf:
         for entry in entries:
-            if isinstance(entry, tarfile.TarInfo):
+            if isinstance(entry, bytes):
+                padded = entry + b"\0" * (-len(entry) % tarfile.BLOCKSIZE)
+                tf.fileobj.write(padded)
+                tf.offset += len(padded)
+            elif isinstance(entry, tarfile.TarInfo):
                 tf.addfile(entry)
             else:
                 name, data = entry

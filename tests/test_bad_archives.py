@@ -16,6 +16,7 @@ import os
 import pickle
 import re
 import stat
+import struct
 import subprocess
 import tarfile
 import zipfile
@@ -97,6 +98,12 @@ def zip_bytes(rng: np.random.Generator, members: dict[str, bytes] | None = None)
         for n, d in (good(rng) if members is None else members).items():
             zf.writestr(n, d)
     return buffer.getvalue()
+
+
+def eocd_entries(blob: bytes, count: int) -> bytes:
+    """Make the end-of-central-directory record claim `count` entries (this disk and in total)."""
+    at = blob.rindex(b"PK\x05\x06")
+    return blob[:at + 8] + struct.pack("<HH", count, count) + blob[at + 12:]
 
 
 def crc_corrupt(rng: np.random.Generator) -> bytes:
@@ -201,6 +208,8 @@ CASES = [
     Case("zip-total-too-large", zip_case("total.zip", lambda r: {f"train/b/{i}.png": bytes(80_000) for i in range(4)}),
          r"total\.zip: member 'train/b/\d\.png': the members so far expand to more than 195\.312 KiB \(MAX_TOTAL_BYTES\)",
          limits={"MAX_TOTAL_BYTES": 200_000}),
+    Case("zip-declares-too-many-entries", zip_raw("eocd.zip", lambda r: eocd_entries(zip_bytes(r), 65_535)),
+         r"eocd\.zip: declares 65535 entries, above 1000 \(MAX_MEMBERS\)", limits={"MAX_MEMBERS": 1000}),
     Case("zip-encrypted-flag", zip_case("locked.zip", lambda r: {}, patch=("train/b/001.png", {"flags": 1})),
          r"locked\.zip: member 'train/b/001\.png': cannot read \(RuntimeError: .*encrypted"),
     Case("zip-unknown-method", zip_case("method.zip", lambda r: {}, patch=("train/b/001.png", {"method": 99})),
@@ -258,6 +267,13 @@ CASES = [
          r"many\.tar\.gz: member 'train/b/\d+\.png': more than 50 entries \(MAX_MEMBERS\)", limits={"MAX_MEMBERS": 50}),
     Case("tar-deep-nesting", tar_case("deep.tar.gz", lambda r: [("train/a/" + "d/" * 20 + "x.png", png(r))]),
          r"deep\.tar\.gz: member name 'train/a/d/d/.*' is 23 levels deep, above 16 \(MAX_DEPTH\)"),
+    Case("tar-huge-long-name-header", lambda root, rng: imagefolder(write_tar_entries(root / "longname.tar.gz", [
+        tar_header("././@LongLink", tarfile.GNUTYPE_LONGNAME, size=8 * 2**20), b"\0" * (8 * 2**20), ("train/a/x.png", png(rng))])),
+        r"longname\.tar\.gz: member header at offset 0 declares a 8388608-byte long-name or pax block, above 1 MiB "
+        r"\(MAX_HEADER_BYTES\)"),
+    Case("tar-huge-long-name-no-suffix", lambda root, rng: imagefolder(write_tar_entries(root / "longname", [
+        tar_header("././@LongLink", tarfile.GNUTYPE_LONGNAME, size=8 * 2**20), b"\0" * (8 * 2**20), ("train/a/x.png", png(rng))])),
+        r"longname: member header at offset 0 declares a 8388608-byte long-name or pax block"),
     Case("tar-truncated", tar_truncated, r"cut\.tar\.gz: (not a readable|corrupt or truncated) tar archive"),
     Case("tar-no-members", lambda root, rng: imagefolder(write_tar_entries(root / "nothing.tar", [], mode="w")),
          r"nothing\.tar: no image files found"),

@@ -28,11 +28,12 @@ class ArchiveHandler(http.server.BaseHTTPRequestHandler):
     corrupt (one byte flipped), dropped (announces the whole file, sends half, closes), anything else 404."""
 
     body: bytes = b""
+    stalled = threading.Event()  # set at teardown: frees a handler that stalls
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's name)
         behaviour, _, name = self.path.strip("/").partition("/")
         body = type(self).body
-        if name != ARCHIVE or behaviour not in ("good", "truncated", "corrupt", "dropped"):
+        if name != ARCHIVE or behaviour not in ("good", "truncated", "corrupt", "dropped", "stalled"):
             self.send_error(404, "Not Found")
             return
         if behaviour == "truncated":
@@ -43,6 +44,11 @@ class ArchiveHandler(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/x-gzip")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
+        if behaviour == "stalled":  # half the body, then silence (until the client gives up)
+            self.wfile.write(body[: len(body) // 2])
+            self.wfile.flush()
+            type(self).stalled.wait(60)
+            return
         if behaviour == "dropped":
             self.wfile.write(body[: len(body) // 2])
             self.wfile.flush()
@@ -64,11 +70,12 @@ def archive(tmp_path_factory) -> dict:
 
 @pytest.fixture(scope="module")
 def server(archive):
-    handler = type("Handler", (ArchiveHandler,), {"body": archive["tarball"].read_bytes()})
+    handler = type("Handler", (ArchiveHandler,), {"body": archive["tarball"].read_bytes(), "stalled": threading.Event()})
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    handler.stalled.set()
     httpd.shutdown()
     httpd.server_close()
 
@@ -217,3 +224,24 @@ def test_prepare_never_downloads(tmp_path, server, archive):
     assert done.returncode == 2
     assert f"artifacts/raw/{ARCHIVE}: not found; run the download stage first" in done.stderr
     assert raw_files(workdir) == ["raw/download.json"]
+
+
+def test_stopped_download_leaves_nothing(tmp_path, server, archive):
+    """Snakemake and SLURM stop a job with SIGTERM: the partial temporary file goes with it."""
+    import signal
+    import time
+
+    workdir = project(tmp_path, {"mirror": f"{server}/stalled", "md5": archive["tar_md5"]})
+    clean = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+    process = subprocess.Popen([str(BIN / "trickbench"), "--params", "params.yaml", "download"], cwd=workdir,
+                               env={**clean, "PATH": f"{BIN}:{clean['PATH']}"}, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    raw = workdir / "artifacts" / "raw"
+    deadline = time.monotonic() + 60
+    while not any(p.stat().st_size > 0 for p in raw.glob(f".{ARCHIVE}.*.part")) if raw.exists() else True:
+        assert time.monotonic() < deadline and process.poll() is None, process.communicate()
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 128 + signal.SIGTERM and "Traceback" not in stderr, stderr
+    assert raw_files(workdir) == []

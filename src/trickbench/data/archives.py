@@ -50,7 +50,7 @@ __all__ = [
     "open_tree", "tree_layout", "decode_image", "decode_members", "fit_and_pad", "md5_file",
     "check_member_name", "read_tar_members", "read_regular_file", "require_regular_file",
     "MAX_MEMBERS", "MAX_MEMBER_BYTES", "MAX_TOTAL_BYTES", "MAX_RATIO", "RATIO_FLOOR", "MAX_DEPTH",
-    "MAX_NAME_CHARS", "MAX_IMAGE_PIXELS",
+    "MAX_NAME_CHARS", "MAX_IMAGE_PIXELS", "MAX_HEADER_BYTES",
 ]
 
 
@@ -85,6 +85,7 @@ RATIO_FLOOR = 2**20  # ... once the expanded size passes 1 MiB (tiny members leg
 MAX_DEPTH = 16  # path components of a member name
 MAX_NAME_CHARS = 1024  # characters of a member name
 MAX_IMAGE_PIXELS = 50_000_000  # width x height of one image (a 50-megapixel photo), read from its header
+MAX_HEADER_BYTES = 2**20  # a tar's GNU long-name or pax header block, which tarfile reads whole
 READ_CHUNK = 1 << 20  # bytes per read() call
 
 
@@ -144,10 +145,11 @@ def _open_regular(path: str | os.PathLike, *, follow: bool) -> io.BufferedReader
     return os.fdopen(fd, "rb")
 
 
-def read_regular_file(path: str | os.PathLike, limit: int = MAX_MEMBER_BYTES, *, follow: bool = True) -> bytes:
-    """The bytes of a regular file of at most `limit` bytes (DataError otherwise), read in chunks."""
+def read_regular_file(path: str | os.PathLike, limit: int | None = None, *, follow: bool = True) -> bytes:
+    """The bytes of a regular file of at most `limit` (default MAX_MEMBER_BYTES) bytes, read in chunks;
+    DataError if it is larger or not a regular file."""
     with _open_regular(path, follow=follow) as handle:
-        return _read_bounded(handle, limit, str(path), declared=None)
+        return _read_bounded(handle, MAX_MEMBER_BYTES if limit is None else limit, str(path), declared=None)
 
 
 def _read_bounded(handle: io.IOBase, limit: int, where: str, *, declared: int | None) -> bytes:
@@ -277,12 +279,27 @@ _ZIP_READ_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, RuntimeEr
                     NotImplementedError, ValueError, KeyError)
 
 
+def _declared_zip_entries(path: Path) -> int | None:
+    """The entry count in a ZIP's end-of-central-directory record (zip64 aware), None if unreadable
+    (zipfile then reports the damage). zipfile._EndRecData is private but unchanged since Python 2.6."""
+    try:
+        with open(path, "rb") as handle:
+            end = zipfile._EndRecData(handle)  # type: ignore[attr-defined]
+        return None if end is None else int(end[zipfile._ECD_ENTRIES_TOTAL])  # type: ignore[attr-defined]
+    except (AttributeError, IndexError, OSError, TypeError, ValueError, EOFError, zipfile.BadZipFile):
+        return None
+
+
 class ZipTree(ImageTree):
     kind = "zip"
 
     def __init__(self, path: Path):
         super().__init__(path)
         require_regular_file(self.path)
+        declared = _declared_zip_entries(self.path)
+        if declared is not None and declared > MAX_MEMBERS:  # before zipfile lists them all in memory
+            raise DataError(f"{self.path}: declares {declared} entries, above {MAX_MEMBERS} (MAX_MEMBERS); "
+                            "refusing this archive")
         try:
             self.zf = zipfile.ZipFile(self.path)
         except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
@@ -344,6 +361,24 @@ class ZipTree(ImageTree):
 _TAR_READ_ERRORS = (tarfile.TarError, EOFError, OSError, zlib.error, ValueError)
 
 
+class _BoundedTarInfo(tarfile.TarInfo):
+    """tarfile reads a GNU long-name or a pax header block whole into memory before anyone sees the
+    member: refuse a block above MAX_HEADER_BYTES first (a 1 GiB "name" gzips to 1 MiB)."""
+
+    def _check_header(self, tf: tarfile.TarFile) -> None:
+        if self.size > MAX_HEADER_BYTES:
+            raise DataError(f"{tf.name}: member header at offset {self.offset} declares a {self.size}-byte long-name "
+                            f"or pax block, above {_size(MAX_HEADER_BYTES)} (MAX_HEADER_BYTES); refusing this archive")
+
+    def _proc_gnulong(self, tf: tarfile.TarFile):  # type: ignore[override]
+        self._check_header(tf)
+        return super()._proc_gnulong(tf)  # type: ignore[misc]
+
+    def _proc_pax(self, tf: tarfile.TarFile):  # type: ignore[override]
+        self._check_header(tf)
+        return super()._proc_pax(tf)  # type: ignore[misc]
+
+
 def _tar_entries(tf: tarfile.TarFile, path: Path, budget: _Budget) -> Iterator[tarfile.TarInfo]:
     """The members of an open tar, one header at a time, each checked against the limits before the
     stream moves past its data (in a compressed tar, moving past means inflating it)."""
@@ -370,7 +405,7 @@ class TarTree(ImageTree):
         super().__init__(path)
         require_regular_file(self.path)
         try:
-            self.tf = tarfile.open(self.path, "r:*")
+            self.tf = tarfile.open(self.path, "r:*", tarinfo=_BoundedTarInfo)
         except _TAR_READ_ERRORS as exc:
             raise DataError(f"{self.path}: not a readable tar archive (corrupt or truncated?): {exc}") from None
         try:
@@ -501,7 +536,7 @@ def read_tar_members(path: str | os.PathLike, wanted: Iterable[str]) -> dict[str
     budget = _Budget(path)
     compressed = path.stat().st_size
     try:
-        with tarfile.open(path, "r|*") as tf:
+        with tarfile.open(path, "r|*", tarinfo=_BoundedTarInfo) as tf:
             for member in tf:
                 name = check_member_name(member.name, path)
                 budget.admit(member.name, member.size if member.isreg() else 0)
@@ -544,11 +579,12 @@ def open_tree(path: str | os.PathLike) -> ImageTree:
         return TarTree(path)
     if zipfile.is_zipfile(path):
         return ZipTree(path)
-    try:
-        is_tar = tarfile.is_tarfile(path)
-    except (OSError, EOFError):
-        is_tar = False
-    if is_tar:
+    try:  # tarfile.is_tarfile, with the bounded header reader
+        with tarfile.open(path, "r:*", tarinfo=_BoundedTarInfo):
+            pass
+    except _TAR_READ_ERRORS:
+        pass
+    else:
         return TarTree(path)
     raise DataError(f"{path}: not a folder, a ZIP archive or a tar archive")
 

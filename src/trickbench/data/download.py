@@ -132,7 +132,7 @@ def _stream(url: str, out, *, md5: str, expected_bytes: int | None, local_copy: 
         try:
             while True:
                 try:
-                    block = response.read(min(CHUNK_BYTES, limit + 1 - received))
+                    block = response.read1(min(CHUNK_BYTES, limit + 1 - received))  # what has arrived
                 except (http.client.HTTPException, OSError) as exc:  # reset, timeout, IncompleteRead
                     what = f"no data for {TIMEOUT_S:g} s" if isinstance(exc, (TimeoutError, socket.timeout)) \
                         else f"{type(exc).__name__}: {exc}"
