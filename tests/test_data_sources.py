@@ -208,6 +208,8 @@ def test_cifar_download_failure_and_missing_download(tmp_path):
         load("cifar100", {}, tmp_path / "raw")
     with pytest.raises(DataError, match=r"data\.options\.mirror: only used to download .*data\.options\.root"):
         fetch("cifar10", {"mirror": "http://example.org", "root": str(tmp_path)}, tmp_path / "raw")
+    with pytest.raises(DataError, match=r"data\.options\.mirror: .*data\.options\.train_archive gives a local copy"):
+        fetch("cifar10", {"mirror": "http://example.org", "train_archive": str(tmp_path)}, tmp_path / "raw")
 
 
 def test_cifar_corrupt_tarball(tmp_path, rng):

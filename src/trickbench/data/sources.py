@@ -469,13 +469,12 @@ class _Cifar(Source):
         if len(modes) > 1:
             raise DataError(f"data.options: give only one of root, archive, train_archive (got {', '.join(modes)})")
         label_type = self.label_type(opts)
+        if opts.text("mirror") is not None and modes:
+            raise DataError(f"data.options.mirror: only used to download the official archive; "
+                            f"data.options.{modes[0]} gives a local copy instead")
         if opts.has("train_archive"):
             archives = {"train": opts.path("train_archive"), "test": opts.path("test_archive")}
             return self._locate_trees(archives, label_type, fetching=fetching)
-        mirror = opts.text("mirror")
-        if mirror is not None and (modes or opts.has("test_archive")):
-            raise DataError(f"data.options.mirror: only used to download the official archive; "
-                            f"data.options.{modes[0] if modes else 'test_archive'} gives a local copy instead")
         archive = opts.path("archive")
         if archive is not None:
             if not archive.exists():
