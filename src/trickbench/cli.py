@@ -99,6 +99,7 @@ def cmd_grid(args: argparse.Namespace) -> None:
 def cmd_download(args: argparse.Namespace) -> None:
     from trickbench.stages.data import download
 
+    _exit_on_sigterm()  # a stopped download deletes its temporary file
     params = _params(args)
     record = download(params, _layout(params))
     print(f"download: {params['data']['source']}: {len(record.get('files', []))} file(s) verified")
