@@ -159,6 +159,11 @@ class Source:
     def decode(self, located: Located, opts: Options, *, progress: bool, workers: int | None) -> RawDataset:
         raise NotImplementedError
 
+    def image_side(self, opts: Options) -> int | None:
+        """Side of the square images `decode` will give when the options alone tell (None: only the files
+        tell); raises DataError for a bad value of an option it reads. `trickbench validate` calls it."""
+        return None
+
 
 def _source(name: str, options: Mapping[str, Any] | None) -> tuple[Source, Options]:
     cls = SOURCES.get(name)
@@ -309,6 +314,9 @@ class Digits(Source):
     """
 
     OPTIONS: ClassVar[dict[str, str]] = {}
+
+    def image_side(self, opts: Options) -> int | None:
+        return 8
 
     def locate(self, opts: Options, raw_dir: Path, *, fetching: bool) -> Located:
         path = _sklearn_digits_path()
@@ -463,6 +471,10 @@ class _Cifar(Source):
         if "label_type" not in self.OPTIONS:
             return "fine"
         return opts.choice("label_type", tuple(self.spec()["label_keys"]), "fine")
+
+    def image_side(self, opts: Options) -> int | None:
+        self.label_type(opts)
+        return 32
 
     # ---- locate
     def locate(self, opts: Options, raw_dir: Path, *, fetching: bool) -> Located:
@@ -671,6 +683,9 @@ class _TreeSource(Source):
 
     def decode_spec(self, opts: Options) -> DecodeSpec:
         raise NotImplementedError
+
+    def image_side(self, opts: Options) -> int | None:
+        return self.decode_spec(opts).image_size
 
     def locate(self, opts: Options, raw_dir: Path, *, fetching: bool) -> Located:
         self.decode_spec(opts)  # option errors before any file work
