@@ -93,7 +93,7 @@ class _BoundedLoader(yaml.SafeLoader):
             self.aliases += 1
             if self.aliases > MAX_ALIASES:
                 line = self.peek_event().start_mark.line + 1
-                raise _Refused(f"more than {MAX_ALIASES} YAML aliases (the {MAX_ALIASES + 1}th on line {line}); "
+                raise _Refused(f"more than {MAX_ALIASES} YAML aliases (alias {MAX_ALIASES + 1} on line {line}); "
                                "write the values out")
             return super().compose_node(parent, index)
         self.depth += 1
@@ -253,7 +253,7 @@ def overrides_source(source: str, overrides: Mapping[str, Any] | None) -> str:
 # ---------------------------------------------------------------------------------------------------
 def _type_name(value: Any) -> str:
     return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean", int: "an integer",
-            float: "a number", type(None): "null"}.get(type(value), f"a {type(value).__name__}")
+            float: "a number", type(None): "null", bytes: "binary data"}.get(type(value), f"a {type(value).__name__}")
 
 
 def check_plain_data(node: Any, location: str = "") -> None:
@@ -270,7 +270,7 @@ def check_plain_data(node: Any, location: str = "") -> None:
             check_plain_data(value, f"{location}.{index}")
     elif isinstance(node, float):
         if not math.isfinite(node):
-            raise ParamsError(f"{where}: {node!r} is not a finite number")
+            raise ParamsError(f"{where}: {node!r} is not a finite number; expected a finite number (no .nan, .inf)")
     elif not isinstance(node, (str, int, bool)) and node is not None:  # int covers bool
         raise ParamsError(f"{where}: {node!r} is {_type_name(node)} (a YAML tag); expected a string, number, "
                           "boolean, null, list or mapping")
@@ -405,14 +405,14 @@ def check_output_dirs(params: dict[str, Any], source: str, project: Path | None 
         given = params["paths"][key]
         path = (project / Path(given).expanduser()).resolve()  # symlinks followed: where writes would land
         name = f"{source}: paths.{key}: {given!r}"
-        if _is_within(project, path):
-            raise ParamsError(f"{name} is the project directory {project} or a folder above it; expected a "
-                              "folder inside it, such as artifacts/")
         system = [tree for tree in SYSTEM_TREES if _is_within(path, Path(tree))] + \
             [folder for folder in SYSTEM_FOLDERS if path == Path(folder)]
         if system:
             raise ParamsError(f"{name} resolves to {path}, a system folder; expected a folder inside the "
                               f"project {project}")
+        if _is_within(project, path):
+            raise ParamsError(f"{name} is the project directory {project} or a folder above it; expected a "
+                              "folder inside it, such as artifacts/")
         if not _is_within(path, project) and not allow_outside:
             raise ParamsError(f"{name} resolves to {path}, outside the project {project}; expected a folder "
                               f"inside it (or set {ALLOW_OUTSIDE_ENV}=1 to allow a folder outside)")

@@ -132,7 +132,7 @@ class Options:
 
     def choice(self, key: str, choices: tuple, default: Any) -> Any:
         value = self.given.get(key, default)
-        if value not in choices:
+        if not any(value == choice and type(value) is type(choice) for choice in choices):  # 3.0 is not 3
             raise DataError(f"{self._key(key)}: expected one of {list(choices)}, got {value!r}")
         return value
 
