@@ -88,6 +88,21 @@ def make_dir(relative: str) -> Callable[[Path], None]:
     return lambda workdir: (workdir / relative).mkdir(parents=True, exist_ok=True)
 
 
+def one_class_folder(workdir: Path) -> None:
+    """imgs/cat/*.png: an image folder with a single class."""
+    import numpy as np
+    from PIL import Image
+
+    (workdir / "imgs" / "cat").mkdir(parents=True)
+    for index in range(6):
+        Image.fromarray(np.full((8, 8, 3), 40 * index, np.uint8)).save(workdir / "imgs" / "cat" / f"{index}.png")
+
+
+def with_download_record(workdir: Path) -> None:
+    (workdir / "artifacts" / "raw").mkdir(parents=True)
+    (workdir / "artifacts" / "raw" / "download.json").write_text("{}")
+
+
 def tiny_text(**overrides: Any) -> str:
     params = tiny_params(**overrides)
     params["studies"] = {"acts": {"axes": dict(ACTS)}}
@@ -267,6 +282,11 @@ CASES = [
          params=edit(data={"source": "cifar100", "options": {"label_type": "medium"}})),
     Case("whitening-without-matrices", ["validate"], "train.preprocessing",
          params=edit(**{"train.preprocessing": "zca_whiten", "stats.whitening": False})),
+    Case("single-class-image-folder", ["download"], "imgs", expect=("1 class (cat)", "at least 2"),
+         params=edit(data={"source": "imagefolder", "options": {"path": "imgs"}}), setup=one_class_folder),
+    Case("single-class-at-prepare", ["prepare", "--no-progress"], "1 class (cat)",
+         params=edit(data={"source": "imagefolder", "options": {"path": "imgs"}}),
+         setup=lambda w: (one_class_folder(w), with_download_record(w))),
     # ------------------------------------------------------------------------ output folders
     Case("artifacts-at-root", ["validate"], "paths.artifacts", params=edit(**{"paths.artifacts": "/"}),
          expect=("system folder",)),
