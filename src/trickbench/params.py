@@ -352,23 +352,26 @@ def _point_error(point: Any, key: str, message: str, source: str) -> ParamsError
 
 def check_cross_fields(params: dict[str, Any], points: list[Any], source: str) -> None:
     """Rules no single key can state: each error names the keys, their values and what was expected."""
-    from trickbench.catalog import registry
-    from trickbench.data.archives import DataError
-    from trickbench.data.sources import Options
-
     data = params["data"]
     total = data["val_fraction"] + data["test_fraction"]
     if total >= 1:
         raise ParamsError(f"{source}: data.val_fraction + data.test_fraction = {data['val_fraction']:g} + "
                           f"{data['test_fraction']:g} = {total:g}; expected less than 1 (no training data left)")
 
-    # the source's own declaration of its options (OPTIONS) and of the image size they give
-    source_class = registry("source").get(data["source"])
-    try:
-        options = Options(data["source"], data["options"], source_class.OPTIONS)
-        side = source_class().image_side(options)
-    except DataError as error:
-        raise ParamsError(f"{source}: {error}") from None
+    # the source's own declaration of its options (OPTIONS) and of the image size they give; importing
+    # the sources (numpy, Pillow: about 0.5 s) only when there is something to check
+    side = None
+    if data["options"] or any(point.config["input_size"] is not None for point in points):
+        from trickbench.catalog import registry
+        from trickbench.data.archives import DataError
+        from trickbench.data.sources import Options
+
+        source_class = registry("source").get(data["source"])
+        try:
+            options = Options(data["source"], data["options"], source_class.OPTIONS)
+            side = source_class().image_side(options)
+        except DataError as error:
+            raise ParamsError(f"{source}: {error}") from None
 
     for point in points:
         config = point.config
