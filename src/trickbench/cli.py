@@ -17,7 +17,17 @@ EXIT_BAD_INPUT = 2
 def _params(args: argparse.Namespace) -> dict[str, Any]:
     from trickbench.params import load_params
 
-    return load_params(args.params)
+    return load_params(args.params, overrides=args.overrides)
+
+
+def _json_mapping(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"not JSON ({error})") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON mapping, got {text!r}")
+    return value
 
 
 def _layout(params: dict[str, Any]) -> Any:
@@ -212,6 +222,9 @@ def cmd_claims(args: argparse.Namespace) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="trickbench", description=__doc__.splitlines()[0])
     parser.add_argument("--params", default="params.yaml", type=Path, help="params file (default: params.yaml)")
+    parser.add_argument("--overrides", type=_json_mapping, default=None, metavar="JSON",
+                        help="a JSON mapping deep-merged over the params file before validation (the Snakefile "
+                             "passes what `snakemake --config` gave)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, handler: Callable[[argparse.Namespace], None], help_text: str) -> argparse.ArgumentParser:

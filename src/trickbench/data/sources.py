@@ -135,7 +135,7 @@ class Options:
 
     def choice(self, key: str, choices: tuple, default: Any) -> Any:
         value = self.given.get(key, default)
-        if value not in choices:
+        if not any(value == choice and type(value) is type(choice) for choice in choices):  # 3.0 is not 3
             raise DataError(f"{self._key(key)}: expected one of {list(choices)}, got {value!r}")
         return value
 
@@ -161,6 +161,11 @@ class Source:
 
     def decode(self, located: Located, opts: Options, *, progress: bool, workers: int | None) -> RawDataset:
         raise NotImplementedError
+
+    def image_side(self, opts: Options) -> int | None:
+        """Side of the square images `decode` will give when the options alone tell (None: only the files
+        tell); raises DataError for a bad value of an option it reads. `trickbench validate` calls it."""
+        return None
 
 
 def _source(name: str, options: Mapping[str, Any] | None) -> tuple[Source, Options]:
@@ -313,6 +318,9 @@ class Digits(Source):
 
     OPTIONS: ClassVar[dict[str, str]] = {}
 
+    def image_side(self, opts: Options) -> int | None:
+        return 8
+
     def locate(self, opts: Options, raw_dir: Path, *, fetching: bool) -> Located:
         path = _sklearn_digits_path()
         if not path.is_file():
@@ -459,6 +467,10 @@ class _Cifar(Source):
         if "label_type" not in self.OPTIONS:
             return "fine"
         return opts.choice("label_type", tuple(self.spec()["label_keys"]), "fine")
+
+    def image_side(self, opts: Options) -> int | None:
+        self.label_type(opts)
+        return 32
 
     # ---- locate
     def locate(self, opts: Options, raw_dir: Path, *, fetching: bool) -> Located:
@@ -693,6 +705,9 @@ class _TreeSource(Source):
 
     def decode_spec(self, opts: Options) -> DecodeSpec:
         raise NotImplementedError
+
+    def image_side(self, opts: Options) -> int | None:
+        return self.decode_spec(opts).image_size
 
     def locate(self, opts: Options, raw_dir: Path, *, fetching: bool) -> Located:
         self.decode_spec(opts)  # option errors before any file work

@@ -17,8 +17,19 @@ def download(params: dict[str, Any], layout: Layout) -> dict[str, Any]:
 
     data = params["data"]
     record = fetch(data["source"], data["options"], layout.raw_dir)
+    if "class_names" in record:  # image trees: the class folders are known before decoding
+        require_two_classes(record["class_names"], record["files"][0]["path"])
     write_json(layout.download_record, record)
     return record
+
+
+def require_two_classes(class_names: list[str], where: str) -> None:
+    """A single class leaves nothing to learn (every error would be 0): refuse it before any output."""
+    from trickbench.data.archives import DataError
+
+    if len(class_names) < 2:
+        raise DataError(f"{where}: {len(class_names)} class ({', '.join(map(str, class_names)) or 'none'}); "
+                        "expected at least 2 classes")
 
 
 def prepare(params: dict[str, Any], layout: Layout, progress: bool = True) -> dict[str, Any]:
@@ -30,6 +41,7 @@ def prepare(params: dict[str, Any], layout: Layout, progress: bool = True) -> di
         raise FileNotFoundError(f"{layout.download_record}: missing; run the download stage first")
     tracking.check_store(params)  # a store that cannot be used fails before any output is written
     raw = load(data["source"], data["options"], layout.raw_dir, progress=progress)
+    require_two_classes(list(raw.class_names), f"data.source {data['source']}")
     images, labels = raw.train.images, raw.train.labels
     if raw.test is None:  # no labelled test split (digits, NDSB): hold one out of the training data
         kept, held = stratified_split(labels, data["test_fraction"], data["split_seed"])
