@@ -232,7 +232,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# what a shell reports for a command killed by SIGPIPE (128 + 13), as `grid | head` expects of any Unix tool
+EXIT_BROKEN_PIPE = 141
+
+
 def main(argv: list[str] | None = None) -> int:
+    try:
+        code = _main(argv)
+        sys.stdout.flush()  # inside the try: a reader gone before the last buffered line is the same case
+    except BrokenPipeError:
+        # the reader (`head`, `less`) closed the pipe: stop quietly. stdout goes to /dev/null so the
+        # interpreter's own flush at exit does not report the same broken pipe again (Python docs, signal)
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+    return code
+
+
+def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     from trickbench.grid import GridError
     from trickbench.params import ParamsError
