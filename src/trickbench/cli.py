@@ -158,6 +158,13 @@ def cmd_train(args: argparse.Namespace) -> None:
     print(f"train {args.study}/{args.point}: {metrics['status']}, test error {metrics['test_error']:.4f}")
 
 
+def cmd_status(args: argparse.Namespace) -> None:
+    from trickbench.stages.status import status, status_text
+
+    params = _params(args)
+    print(status_text(status(params, _layout(params))))
+
+
 def cmd_slots(args: argparse.Namespace) -> None:
     from trickbench.slots import slot_dir, status, visible_devices
 
@@ -223,6 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     train = add("train", cmd_train, "train one grid point")
     train.add_argument("--study", required=True)
     train.add_argument("--point", required=True)
+    add("status", cmd_status, "per study: grid points done, running (last epoch), failed, pending; time left")
     add("slots", cmd_slots, "show the GPU slots of this machine and which train job holds each")
     add("train-study", cmd_train_study, "train every grid point of a study (keeps finished ones)").add_argument(
         "--study", required=True)

@@ -11,6 +11,7 @@ from trickbench import tracking
 from trickbench.grid import GridPoint, find_point, study_points
 from trickbench.io import atomic_path, digest_json, read_json, write_json
 from trickbench.paths import Layout
+from trickbench.progress import TrainProgress
 
 
 def run_digest(point: GridPoint, data_digest: str) -> str:
@@ -109,10 +110,21 @@ def train_point(params: dict[str, Any], layout: Layout, study: str, point_id: st
     else:
         run.log_dataset(params["data"]["source"], manifest["digest"], str(layout.prepared),
                         {"features": prepared.images["train"], "targets": prepared.labels["train"]}, "training")
+    progress = TrainProgress(run_dir, point.key, point.config["epochs"], digest,
+                             history=previous["history"] if previous else None)
+    progress.start()
     try:
         result = train(point.config, prepared, stats, config_digest=digest, checkpoint_path=checkpoint_path,
-                       tracker=run)
-    except BaseException:
+                       tracker=run, on_epoch=progress)
+    except BaseException as error:
+        from trickbench.data.sources import DataError
+        from trickbench.params import ParamsError
+
+        # bad input (the CLI names it in one line) leaves nothing behind; any other end is recorded as failed
+        if isinstance(error, (DataError, ParamsError)):
+            progress.discard()
+        else:
+            progress.failed(error)
         run.end("FAILED")
         raise
 
@@ -140,6 +152,7 @@ def train_point(params: dict[str, Any], layout: Layout, study: str, point_id: st
     for name in ("history.csv", "batch_loss.csv", "diagnostics.json"):
         run.log_artifact(run_dir / name)
     write_json(run_dir / "metrics.json", metrics)  # last: its presence marks a complete run
+    progress.finished(result.status)
     # the run is complete: a later rerun (forced, or code changed) must train afresh, not finish the old run
     checkpoint_path.unlink(missing_ok=True)
     run.log_artifact(run_dir / "metrics.json")
