@@ -149,4 +149,7 @@ def test_snakemake_report_of_a_finished_run_embeds_the_html_tables(tmp_path):
                 "diagnosis.html", "ensembles.html"} <= set(pages), sorted(names)[:40]
         assert not [name for name in names if name.endswith(".csv")]  # no table only as a download
         summary = archive.read(pages["summary.html"]).decode()
+        viewer = archive.read("report/report.html").decode()
     assert summary == (tmp_path / "results" / "acts" / "summary.html").read_text()
+    # the viewer opens text/html results inline (Snakemake's handleHtml), anything else only as a download
+    assert viewer.count('"mime_type": "text/html"') == len(pages) == 7
