@@ -60,6 +60,11 @@ def client(uri: str) -> Any:
     return MlflowClient(tracking_uri=uri)
 
 
+# MLflow 3's UI opens an experiment without this tag in its GenAI view (an empty traces page); this kind
+# opens it on the runs table, as a training experiment (the values are the UI's ExperimentKind)
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+
+
 def ensure_experiments(uri: str, names: list[str]) -> dict[str, str]:
     mlflow_client = client(uri)
     location = artifact_root(uri)
@@ -68,7 +73,8 @@ def ensure_experiments(uri: str, names: list[str]) -> dict[str, str]:
         found = retry(lambda: mlflow_client.get_experiment_by_name(name))
         if found is None:
             try:
-                ids[name] = retry(lambda: mlflow_client.create_experiment(name, artifact_location=location))
+                ids[name] = retry(lambda: mlflow_client.create_experiment(name, artifact_location=location,
+                                                                          tags=EXPERIMENT_KIND))
             except Exception:  # another process created it in between
                 ids[name] = retry(lambda: mlflow_client.get_experiment_by_name(name)).experiment_id
         else:
