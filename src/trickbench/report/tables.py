@@ -96,10 +96,10 @@ HTML_STYLE = ("body{font-family:system-ui,sans-serif;font-size:14px;margin:1em}"
 
 def _html_cell(value: Any) -> str:
     """Six significant digits (the CSV keeps every digit); a missing value shows as — as in the Markdown."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "—"
     if isinstance(value, (float, np.floating)):
-        return f"{value:.6g}"
+        return "—" if math.isnan(value) else f"{value:.6g}"
+    if value is None or value is pd.NA:
+        return "—"
     return str(value)
 
 
