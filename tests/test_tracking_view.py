@@ -18,6 +18,14 @@ def test_new_experiments_open_on_the_runs_table(tmp_path):
         assert experiment.tags.get("mlflow.experimentKind") == "custom_model_development"
 
 
+def test_an_experiment_made_without_the_kind_gets_it(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    old = tracking.client(uri).create_experiment("trickbench-old")  # as an earlier trickbench made it
+    assert "mlflow.experimentKind" not in tracking.client(uri).get_experiment(old).tags
+    assert tracking.ensure_experiments(uri, ["trickbench-old"]) == {"trickbench-old": old}
+    assert tracking.client(uri).get_experiment(old).tags["mlflow.experimentKind"] == "custom_model_development"
+
+
 def test_the_installed_mlflow_ui_knows_the_kind():
     """The UI bundle reads `mlflow.experimentKind` and names this value CUSTOM_MODEL_DEVELOPMENT: an MLflow
     that renamed either would fail here, not silently open the GenAI view again."""

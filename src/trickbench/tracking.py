@@ -62,7 +62,8 @@ def client(uri: str) -> Any:
 
 # MLflow 3's UI opens an experiment without this tag in its GenAI view (an empty traces page); this kind
 # opens it on the runs table, as a training experiment (the values are the UI's ExperimentKind)
-EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+KIND_TAG, TRAINING_KIND = "mlflow.experimentKind", "custom_model_development"
+EXPERIMENT_KIND = {KIND_TAG: TRAINING_KIND}
 
 
 def ensure_experiments(uri: str, names: list[str]) -> dict[str, str]:
@@ -79,6 +80,8 @@ def ensure_experiments(uri: str, names: list[str]) -> dict[str, str]:
                 ids[name] = retry(lambda: mlflow_client.get_experiment_by_name(name)).experiment_id
         else:
             ids[name] = found.experiment_id
+            if found.tags.get(KIND_TAG) is None:  # made before trickbench set the kind: open it on runs too
+                retry(lambda: mlflow_client.set_experiment_tag(found.experiment_id, KIND_TAG, TRAINING_KIND))
     return ids
 
 
