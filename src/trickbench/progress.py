@@ -130,8 +130,8 @@ class TrainProgress:
     def __call__(self, row: dict[str, Any]) -> None:
         """The loop's per-epoch hook: `row` is the epoch's history row plus `images`."""
         self.history.append({key: value for key, value in row.items() if key != "images"})
+        self._print(epoch_line(row, self.epochs))  # first: the log never lags the record status reads
         self._write("running")
-        self._print(epoch_line(row, self.epochs))
         if self.bar is not None:
             self.bar.update(1)
 
