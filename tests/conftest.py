@@ -1,8 +1,14 @@
 """Shared fixtures: the repository root, a tiny params file, and an isolated MLflow store per test."""
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -33,6 +39,9 @@ def isolated_mlflow(tmp_path, monkeypatch):
     """Each test gets its own SQLite store unless it sets the URI itself."""
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     monkeypatch.setenv("XDG_CACHE_HOME", str(REPO / ".pytest_cache" / "xdg"))
+    # tests put paths.* under tmp_path, outside the repository they run in (the project of an in-process
+    # validate); tests of that rule run their subprocesses without this variable
+    monkeypatch.setenv("TRICKBENCH_ALLOW_OUTSIDE", "1")
     yield
 
 
@@ -45,3 +54,61 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def mlflow_server(store: Path, port: int | None = None):
+    """A real `mlflow server` on 127.0.0.1 with its own SQLite store and served artifacts in `store`; yields
+    (uri, process) once /health answers; stopped (its whole process group) on exit."""
+    port = port or free_port()
+    store.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}",
+           "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}  # no background job runner (7 processes) for a test
+    env.pop("MLFLOW_TRACKING_URI", None)
+    log = open(store / "server.log", "a")
+    proc = subprocess.Popen(
+        [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+         "--backend-store-uri", f"sqlite:///{store / 'mlflow.db'}",
+         "--artifacts-destination", str(store / "artifacts"), "--serve-artifacts"],
+        cwd=store, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"mlflow server exited ({proc.returncode}):\n{(store / 'server.log').read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"{uri}/health", timeout=2) as response:
+                    if response.read().strip() == b"OK":
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"mlflow server not healthy after 180 s:\n{(store / 'server.log').read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield uri, proc
+    finally:
+        stop_process_group(proc)
+        log.close()
+
+
+def stop_process_group(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
+    """`sig` to the process's own group (a server has worker children), SIGKILL after 15 s."""
+    try:
+        os.killpg(proc.pid, sig)
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    except ProcessLookupError:
+        pass
+    try:  # children that outlived the main process
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass

@@ -182,3 +182,80 @@ def hwc(data: np.ndarray) -> np.ndarray:
     for c in range(3):
         out[..., c] = data[:, c * 1024:(c + 1) * 1024].reshape(-1, 32, 32)
     return out
+
+
+# ---------------------------------------------------------------------------------------------------
+# hostile archives: raw ZIP and tar entries, patched headers, image headers without pixels
+# ---------------------------------------------------------------------------------------------------
+def write_zip_entries(path: Path, entries: list[tuple[str, bytes, int]], *, deflate: bool = False) -> Path:
+    """ZIP of (name, data, unix st_mode) entries; st_mode 0 records no file type (as a DOS tool would)."""
+    method = zipfile.ZIP_DEFLATED if deflate else zipfile.ZIP_STORED
+    with zipfile.ZipFile(path, "w", compression=method) as zf:
+        for name, data, mode in entries:
+            info = zipfile.ZipInfo(name)
+            info.compress_type = method
+            info.external_attr = mode << 16
+            zf.writestr(info, data)
+    return path
+
+
+def patch_zip_central(path: Path, member: str, **fields: int) -> Path:
+    """Overwrite fields of `member`'s central-directory entry in place: flags, method, crc,
+    compress_size, file_size (the values zipfile trusts when it lists and opens members)."""
+    offsets = {"flags": (8, "<H"), "method": (10, "<H"), "crc": (16, "<I"), "compress_size": (20, "<I"),
+               "file_size": (24, "<I")}
+    blob = bytearray(path.read_bytes())
+    encoded = member.encode()
+    start = 0
+    while True:
+        at = blob.index(b"PK\x01\x02", start)
+        name_len = struct.unpack_from("<H", blob, at + 28)[0]
+        if bytes(blob[at + 46:at + 46 + name_len]) == encoded:
+            break
+        start = at + 4
+    for field, value in fields.items():
+        offset, fmt = offsets[field]
+        struct.pack_into(fmt, blob, at + offset, value)
+    path.write_bytes(bytes(blob))
+    return path
+
+
+def write_tar_entries(path: Path, entries: list[tarfile.TarInfo | tuple[str, bytes] | bytes],
+                      mode: str = "w:gz") -> Path:
+    """tar of regular members (name, data), ready TarInfo headers (links, devices, FIFOs) and raw bytes
+    (the data blocks of the header before them, padded to 512 bytes: a hand-made long-name block)."""
+    with tarfile.open(path, mode) as tf:
+        for entry in entries:
+            if isinstance(entry, bytes):
+                padded = entry + b"\0" * (-len(entry) % tarfile.BLOCKSIZE)
+                tf.fileobj.write(padded)
+                tf.offset += len(padded)
+            elif isinstance(entry, tarfile.TarInfo):
+                tf.addfile(entry)
+            else:
+                name, data = entry
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                tf.addfile(info, io.BytesIO(data))
+    return path
+
+
+def tar_header(name: str, kind: bytes = tarfile.REGTYPE, *, size: int = 0, linkname: str = "",
+               devmajor: int = 0, devminor: int = 0) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type, info.size, info.linkname = kind, size, linkname
+    info.devmajor, info.devminor = devmajor, devminor
+    return info
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG that declares width x height grey pixels but holds one row of data: Pillow reads the size
+    from the header without decoding (an image bomb unless the size is checked first)."""
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * (width + 1))) + \
+        chunk(b"IEND", b"")

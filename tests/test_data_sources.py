@@ -7,7 +7,6 @@ import json
 import os
 import pickle
 import shutil
-import urllib.error
 import zipfile
 from pathlib import Path
 
@@ -191,18 +190,26 @@ def test_cifar_pickle_cannot_run_code(tmp_path, rng, monkeypatch):
         load("cifar10", {"root": str(tmp_path)}, tmp_path)
 
 
-def test_cifar_download_failure_and_missing_download(tmp_path, monkeypatch):
-    import torchvision.datasets.utils as tvu
+def test_cifar_download_failure_and_missing_download(tmp_path):
+    """In-process view of the offline download (tests/test_download.py runs the CLI against a server)."""
+    import socket
 
-    def offline(*args, **kwargs):
-        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+    from trickbench.data.download import NetworkError
 
-    monkeypatch.setattr(tvu, "download_url", offline)
-    with pytest.raises(DataError, match=r"cifar-10-python\.tar\.gz: could not download .*train_archive"):
-        fetch("cifar10", {}, tmp_path / "raw")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # released: nothing listens there
+    with pytest.raises(NetworkError, match=rf"network unreachable: cannot fetch http://127\.0\.0\.1:{port}/"
+                                           r"cifar-10-python\.tar\.gz \(connection refused\).*data\.options\.archive"):
+        fetch("cifar10", {"mirror": f"http://127.0.0.1:{port}"}, tmp_path / "raw")
+    assert issubclass(NetworkError, DataError)
     assert not any((tmp_path / "raw").iterdir())  # no partial file left behind
     with pytest.raises(DataError, match=r"cifar-100-python\.tar\.gz: not found; run the download stage"):
         load("cifar100", {}, tmp_path / "raw")
+    with pytest.raises(DataError, match=r"data\.options\.mirror: only used to download .*data\.options\.root"):
+        fetch("cifar10", {"mirror": "http://example.org", "root": str(tmp_path)}, tmp_path / "raw")
+    with pytest.raises(DataError, match=r"data\.options\.mirror: .*data\.options\.train_archive gives a local copy"):
+        fetch("cifar10", {"mirror": "http://example.org", "train_archive": str(tmp_path)}, tmp_path / "raw")
 
 
 def test_cifar_corrupt_tarball(tmp_path, rng):

@@ -104,6 +104,63 @@ def test_snakemake_reruns_exactly_what_an_edit_touches(snakemake_project):
     edit_params(snakemake_project, "train", "epochs", 2)
 
 
+def test_fresh_clone_with_committed_results_runs_the_whole_pipeline(snakemake_project, tmp_path):
+    """results/ is committed, artifacts/ is not: a fresh clone's `snakemake` must still train every point."""
+    clone = copy_project(tmp_path / "clone", tiny_params())
+    shutil.copytree(snakemake_project / "results", clone / "results")
+    jobs = snakemake_jobs(clone)
+    assert sorted(jobs) == sorted(["tracking", "download", "prepare", "stats", *["train"] * 4, "ensemble", "report"])
+
+
+def test_tracking_edits_rerun_no_compute(snakemake_project):
+    for key, value in (("experiment_prefix", "renamed"), ("enabled", False)):
+        edit_params(snakemake_project, "tracking", key, value)
+        assert snakemake_jobs(snakemake_project) == ["tracking"], key
+    edit_params(snakemake_project, "tracking", "experiment_prefix", "trickbench")
+    edit_params(snakemake_project, "tracking", "enabled", True)
+    run([str(BIN / "snakemake"), "--cores", "2"], snakemake_project)  # the record back as it was
+    assert "Nothing to be done" in run([str(BIN / "snakemake"), "-n", "--cores", "2"], snakemake_project)
+
+
+def test_every_result_says_where_it_was_made(snakemake_project):
+    import torch
+
+    from trickbench.provenance import KEYS, cpu_model
+
+    uri = f"sqlite:///{snakemake_project / 'mlflow.db'}"
+    for point in POINTS:
+        made = json.loads((snakemake_project / "artifacts/runs/acts" / point / "metrics.json").read_text())["provenance"]
+        assert set(KEYS) <= set(made)
+        assert made["cpu"].startswith(cpu_model()) and made["torch"] == torch.__version__ and made["threads"] == 1
+        assert made["gpu"] == "none" and made["git_commit"]
+    runs = [r for r in tracking.runs_of(uri, "trickbench-acts") if r.data.tags.get("trickbench.grid_point")]
+    for run_ in runs:
+        assert run_.data.tags["trickbench.cpu"].startswith(cpu_model())
+        assert run_.data.tags["trickbench.torch"] == torch.__version__
+        assert run_.data.tags["mlflow.source.git.commit"] == made["git_commit"].removesuffix("-dirty")
+    header = (snakemake_project / "results/runs.csv").read_text().splitlines()[0].split(",")
+    assert set(KEYS) <= set(header)
+    for table in ("summary", "activations", "paper_table", "ensembles"):
+        last = (snakemake_project / f"results/acts/{table}.md").read_text().strip().splitlines()[-1]
+        assert last.startswith("_Runs made on ") and cpu_model() in last and f"torch {torch.__version__}" in last
+
+
+def test_dvc_after_snakemake_logs_nothing_twice(snakemake_project):
+    """The same project driven by Snakemake, then by DVC: DVC redoes the data stages (it has no lock yet),
+    but MLflow keeps one run per piece of work; a tracking.* edit reruns only DVC's tracking stage."""
+    uri = f"sqlite:///{snakemake_project / 'mlflow.db'}"
+    run(["git", "init", "-q"], snakemake_project)
+    run([str(BIN / "dvc"), "init", "-q"], snakemake_project)
+    run([str(BIN / "dvc"), "repro"], snakemake_project)
+    data_runs = sorted(r.info.run_name for r in tracking.runs_of(uri, "trickbench-data"))
+    assert data_runs == ["prepare", "stats"]
+    runs = tracking.runs_of(uri, "trickbench-acts")
+    assert sorted(r.info.run_name for r in runs) == sorted([*POINTS, "summary-acts"])
+    edit_params(snakemake_project, "tracking", "experiment_prefix", "renamed")
+    ran = re.findall(r"Running stage '([^']+)'", run([str(BIN / "dvc"), "repro"], snakemake_project))
+    assert ran == ["tracking"]
+
+
 def test_dvc_repro_and_same_numbers_as_snakemake(snakemake_project, tmp_path):
     workdir = copy_project(tmp_path / "dvc", tiny_params())
     run(["git", "init", "-q"], workdir)

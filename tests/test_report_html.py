@@ -21,15 +21,16 @@ from trickbench.stages.report import report
 
 
 class TableCells(HTMLParser):
-    """The header and body cells of the one <table> of a page, and the text of its <p> caption."""
+    """The header and body cells of the one <table> of a page, its caption and its footer (<p> text)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.header: list[str] = []
         self.rows: list[list[str]] = []
         self.caption = ""
+        self.footer = ""
         self._cell: list[str] | None = None
-        self._in_p = False
+        self._in_p = ""
 
     def handle_starttag(self, tag: str, attrs: list) -> None:
         if tag == "tr":
@@ -37,20 +38,22 @@ class TableCells(HTMLParser):
         elif tag in ("td", "th"):
             self._cell = []
         elif tag == "p":
-            self._in_p = True
+            self._in_p = "footer" if ("class", "footer") in attrs else "caption"
 
     def handle_endtag(self, tag: str) -> None:
         if tag in ("td", "th") and self._cell is not None:
             self.rows[-1].append("".join(self._cell).strip())
             self._cell = None
         elif tag == "p":
-            self._in_p = False
+            self._in_p = ""
 
     def handle_data(self, data: str) -> None:
         if self._cell is not None:
             self._cell.append(data)
-        elif self._in_p:
+        elif self._in_p == "caption":
             self.caption += data
+        elif self._in_p == "footer":
+            self.footer += data
 
 
 def html_table(path: Path) -> TableCells:
@@ -60,11 +63,14 @@ def html_table(path: Path) -> TableCells:
     return cells
 
 
-def markdown_table(path: Path) -> tuple[str, list[str], list[list[str]]]:
+def markdown_table(path: Path) -> tuple[str, list[str], list[list[str]], str]:
+    """(caption, header, rows, the line under the table) of a write_table Markdown file."""
     caption, _, body = path.read_text(encoding="utf-8").partition("\n\n| ")
     lines = ("| " + body).strip().splitlines()
+    table = [line for line in lines if line.startswith("|")]
+    under = " ".join(line for line in lines if not line.startswith("|")).strip()
     split = lambda line: [cell.strip() for cell in line.strip().strip("|").split(" | ")]  # noqa: E731
-    return caption, split(lines[0]), [split(line) for line in lines[2:]]
+    return caption, split(table[0]), [split(line) for line in table[2:]], under
 
 
 def same_text(html_cell: str, markdown_cell: str) -> bool:
@@ -95,8 +101,9 @@ def test_every_table_is_also_html_with_its_values(crafted):  # noqa: F811
         table = html_table(page)
         markdown = page.with_suffix(".md")
         if markdown.is_file() and markdown.name != "diagnosis.md":  # a write_table table: the same cells
-            caption, header, rows = markdown_table(markdown)
+            caption, header, rows, under = markdown_table(markdown)
             assert table.caption == caption, page
+            assert table.footer == under.strip("_"), page  # where the runs were made, as under the Markdown
             assert table.header == header and len(table.rows) == len(rows) > 0, page
             for html_row, markdown_row in zip(table.rows, rows):
                 assert all(same_text(a, b) for a, b in zip(html_row, markdown_row, strict=True)), (page, html_row)

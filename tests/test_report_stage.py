@@ -118,6 +118,7 @@ def write_run(layout: Layout, point, rng: np.random.Generator, diverged: bool = 
     np.savez(run_dir / "predictions.npz", **predictions)
     write_json(run_dir / "metrics.json", {"study": point.study, "point_id": point.point_id, "axes": point.axes,
                                           "config": point.config, "status": "diverged" if diverged else "completed",
+                                          "run_digest": point.config_digest,  # as train_point writes one
                                           **metrics})
 
 

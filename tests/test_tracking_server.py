@@ -6,16 +6,12 @@ import csv
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from conftest import BIN, REPO, tiny_params, write_params
+from conftest import BIN, REPO, mlflow_server, tiny_params, write_params
 from trickbench import tracking
 
 pytestmark = pytest.mark.slow
@@ -23,61 +19,11 @@ POINTS = ["activation-relu__seed-0", "activation-relu__seed-1", "activation-rrel
 STABLE, UNSTABLE = "lr-0.05", "lr-1000000.0"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def mlflow_server(tmp_path_factory):
-    """`mlflow server` on a free port of 127.0.0.1 with its own SQLite store and served artifacts."""
-    port = free_port()
+def mlflow_server_fixture(tmp_path_factory):
     store = tmp_path_factory.mktemp("server")
-    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}",
-           "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}  # no background job runner (7 processes) for a test
-    env.pop("MLFLOW_TRACKING_URI", None)
-    log = open(store / "server.log", "w")
-    proc = subprocess.Popen(
-        [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-         "--backend-store-uri", f"sqlite:///{store / 'mlflow.db'}",
-         "--artifacts-destination", str(store / "artifacts"), "--serve-artifacts"],
-        cwd=store, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    uri = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"mlflow server exited ({proc.returncode}):\n{(store / 'server.log').read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"{uri}/health", timeout=2) as response:
-                    if response.read().strip() == b"OK":
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"mlflow server not healthy after 180 s:\n{(store / 'server.log').read_text()[-3000:]}")
-            time.sleep(0.5)
+    with mlflow_server(store) as (uri, _process):
         yield uri, store
-    finally:
-        stop_group(proc)
-        log.close()
-
-
-def stop_group(proc: subprocess.Popen) -> None:
-    """SIGTERM to the server's own process group (it has worker children), SIGKILL after 15 s."""
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-    except ProcessLookupError:
-        pass
-    try:  # children that outlived the main process
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def copy_project(target: Path, params: dict) -> Path:
@@ -88,10 +34,10 @@ def copy_project(target: Path, params: dict) -> Path:
     return target
 
 
-def test_pipeline_logs_every_run_to_the_server(mlflow_server, tmp_path):
+def test_pipeline_logs_every_run_to_the_server(mlflow_server_fixture, tmp_path):
     """The tiny study plus a study whose second point diverges (lr 1e6): every job logs to the server;
     the diverged point ends as `diverged` without stopping the rest (see also test_divergence.py)."""
-    uri, store = mlflow_server
+    uri, store = mlflow_server_fixture
     params = tiny_params()
     params["studies"]["lr"] = {"axes": {"lr": [0.05, 1.0e6]}}
     params["tracking"]["uri"] = uri  # the params route; the environment route is tested below
@@ -134,8 +80,8 @@ def test_pipeline_logs_every_run_to_the_server(mlflow_server, tmp_path):
     assert status == {STABLE: "completed", UNSTABLE: "diverged"}
 
 
-def test_mlflow_tracking_uri_in_the_environment_points_jobs_at_the_server(mlflow_server, tmp_path):
-    uri, _ = mlflow_server
+def test_mlflow_tracking_uri_in_the_environment_points_jobs_at_the_server(mlflow_server_fixture, tmp_path):
+    uri, _ = mlflow_server_fixture
     workdir = tmp_path / "project"
     workdir.mkdir()
     params = tiny_params()  # tracking.uri: null

@@ -17,7 +17,17 @@ EXIT_BAD_INPUT = 2
 def _params(args: argparse.Namespace) -> dict[str, Any]:
     from trickbench.params import load_params
 
-    return load_params(args.params)
+    return load_params(args.params, overrides=args.overrides)
+
+
+def _json_mapping(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"not JSON ({error})") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON mapping, got {text!r}")
+    return value
 
 
 def _layout(params: dict[str, Any]) -> Any:
@@ -99,6 +109,7 @@ def cmd_grid(args: argparse.Namespace) -> None:
 def cmd_download(args: argparse.Namespace) -> None:
     from trickbench.stages.data import download
 
+    _exit_on_sigterm()  # a stopped download deletes its temporary file
     params = _params(args)
     record = download(params, _layout(params))
     print(f"download: {params['data']['source']}: {len(record.get('files', []))} file(s) verified")
@@ -205,9 +216,22 @@ def cmd_report(args: argparse.Namespace) -> None:
     print(f"report: {len(written)} files under {params['paths']['results']}")
 
 
+def cmd_claims(args: argparse.Namespace) -> None:
+    from trickbench.report.claims import VERDICTS, write_claims
+
+    table, scales = write_claims(args.out, args.root)
+    for preset, part in table.groupby("preset", sort=False):
+        counts = part["verdict"].value_counts()
+        print(f"{preset} [{scales[preset]}]: " + ", ".join(f"{counts.get(v, 0)} {v}" for v in VERDICTS))
+    print(f"claims: {len(table)} claims -> {args.out / 'claims.csv'}, {args.out / 'claims.md'}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="trickbench", description=__doc__.splitlines()[0])
     parser.add_argument("--params", default="params.yaml", type=Path, help="params file (default: params.yaml)")
+    parser.add_argument("--overrides", type=_json_mapping, default=None, metavar="JSON",
+                        help="a JSON mapping deep-merged over the params file before validation (the Snakefile "
+                             "passes what `snakemake --config` gave)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, handler: Callable[[argparse.Namespace], None], help_text: str) -> argparse.ArgumentParser:
@@ -237,6 +261,10 @@ def build_parser() -> argparse.ArgumentParser:
     add("ensemble", cmd_ensemble, "ensembles of a study chosen by a validation metric").add_argument(
         "--study", required=True)
     add("report", cmd_report, "tables and figures of every study under results/")
+    claims = add("claims", cmd_claims, "verdicts on every claim of the seeds and Xu et al. from the presets' committed "
+                 "results (results/claims.md, .csv)")
+    claims.add_argument("--root", type=Path, default=Path("."), help="project root holding configs/ and results/")
+    claims.add_argument("--out", type=Path, default=Path("results"), help="folder of claims.md and claims.csv")
     return parser
 
 
@@ -263,8 +291,9 @@ def _main(argv: list[str] | None) -> int:
     from trickbench.grid import GridError
     from trickbench.params import ParamsError
     from trickbench.registry import UnknownComponentError
+    from trickbench.tracking import TrackingError
 
-    bad_input: tuple[type[BaseException], ...] = (ParamsError, GridError, UnknownComponentError, LookupError,
+    bad_input: tuple[type[BaseException], ...] = (ParamsError, GridError, UnknownComponentError, TrackingError, LookupError,
                                                  FileNotFoundError, NotADirectoryError, IsADirectoryError)
     try:
         args.handler(args)

@@ -1,21 +1,44 @@
-"""params.yaml: load, validate against the one schema, fill defaults.
+"""params.yaml: read (bounded), merge command-line overrides, validate against the one schema, fill defaults.
 
 Every entry point (Snakefile, each CLI subcommand that DVC and Snakemake call) goes through
-`load_params`, so a bad file fails the same way everywhere: one `ParamsError` naming the key.
+`load_params`, so a bad file fails the same way everywhere: one `ParamsError` naming the file, the key,
+the value and what was expected. The rules, in the order they are checked:
+
+1. reading: a regular file of at most MAX_PARAMS_BYTES, UTF-8 YAML nested at most MAX_DEPTH levels, at
+   most MAX_ALIASES aliases expanding to at most MAX_EXPANDED_NODES nodes (a "billion laughs" file fails
+   before it is built), no key twice in one mapping;
+2. plain data: strings, finite numbers, booleans, null, lists and mappings with string keys only
+   (.nan/.inf, dates, binary are refused wherever they are, lists included);
+3. the schema (src/trickbench/schemas/params.schema.yaml), where an integer is an int (16.0 is not);
+4. the rules across keys (`check_cross_fields`) and the output folders (`check_output_dirs`).
 """
 from __future__ import annotations
 
 import copy
+import math
+import os
+import stat
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import yaml
 
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "params.schema.yaml"
-
+# inside the package, so a wheel ships it; workflow/schemas/params.schema.yaml is a symlink to it
+SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "params.schema.yaml"
 
 WHITENING = ("pca_whiten", "zca_whiten")
+
+MAX_PARAMS_BYTES = 1_000_000  # the default params.yaml is 4 kB; the largest config about 10 kB
+MAX_DEPTH = 32  # nesting levels (the schema needs 5)
+MAX_ALIASES = 100
+MAX_EXPANDED_NODES = 100_000  # nodes after expanding every alias (the default params.yaml: about 300)
+
+# TRICKBENCH_ALLOW_OUTSIDE=1 lets paths.* leave the project directory, but never for these:
+ALLOW_OUTSIDE_ENV = "TRICKBENCH_ALLOW_OUTSIDE"
+SYSTEM_TREES = ("/etc", "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/dev", "/proc",
+                "/sys", "/boot", "/run")  # neither the folder nor anything inside it
+SYSTEM_FOLDERS = ("/", "/var", "/root", "/home", "/tmp", "/opt", "/srv", "/mnt", "/media")  # the folder itself
 
 
 class ParamsError(ValueError):
@@ -48,6 +71,221 @@ def schema_with_registries() -> dict[str, Any]:
 
     inject(schema)
     return schema
+
+
+# ---------------------------------------------------------------------------------------------------
+# 1. reading
+# ---------------------------------------------------------------------------------------------------
+class _Refused(Exception):
+    """A YAML file refused while composing; the message lacks only the file name."""
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """SafeLoader that counts aliases and depth while composing and refuses a key given twice."""
+
+    def __init__(self, stream: str):
+        super().__init__(stream)
+        self.aliases = 0
+        self.depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            self.aliases += 1
+            if self.aliases > MAX_ALIASES:
+                line = self.peek_event().start_mark.line + 1
+                raise _Refused(f"more than {MAX_ALIASES} YAML aliases (alias {MAX_ALIASES + 1} on line {line}); "
+                               "write the values out")
+            return super().compose_node(parent, index)
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                line = self.peek_event().start_mark.line + 1
+                raise _Refused(f"nested more than {MAX_DEPTH} levels deep (line {line})")
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(key_node, yaml.ScalarNode):
+                    continue
+                key = self.construct_object(key_node)
+                line = key_node.start_mark.line + 1
+                if key in seen:
+                    raise _Refused(f"line {line}: key {key!r} given twice in one mapping (first on line "
+                                   f"{seen[key]}); a second block would silently replace the first")
+                seen[key] = line
+        return super().construct_mapping(node, deep)
+
+
+def _expanded_size(root: Any) -> int:
+    """Nodes of the document with every alias expanded, counted without expanding (memoised per node);
+    refuses a document that refers to itself or grows past MAX_EXPANDED_NODES."""
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+
+    def size(node: Any) -> int:
+        if id(node) in sizes:
+            return sizes[id(node)]
+        if id(node) in active:
+            raise _Refused(f"line {node.start_mark.line + 1}: an alias refers to the node that contains it")
+        active.add(id(node))
+        total = 1
+        if isinstance(node, yaml.SequenceNode):
+            total += sum(size(child) for child in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            total += sum(size(key) + size(value) for key, value in node.value)
+        active.discard(id(node))
+        if total > MAX_EXPANDED_NODES:
+            raise _Refused(f"expands to more than {MAX_EXPANDED_NODES:,} values (YAML aliases, line "
+                           f"{node.start_mark.line + 1}); write the values out")
+        sizes[id(node)] = total
+        return total
+
+    return size(root)
+
+
+def parse_params_text(text: str, source: str) -> Any:
+    """YAML text -> Python data under the reading rules (1.); ParamsError names `source` and the line."""
+    loader = _BoundedLoader(text)
+    try:
+        root = loader.get_single_node()
+        if root is None:
+            return None
+        _expanded_size(root)
+        return loader.construct_document(root)
+    except _Refused as refused:
+        raise ParamsError(f"{source}: {refused}") from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(error, "problem", None) or str(error)
+        raise ParamsError(f"{source}: not valid YAML{where}: {problem}") from None
+    finally:
+        loader.dispose()
+
+
+def _file_kind(mode: int) -> str:
+    for test, kind in ((stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a named pipe"),
+                       (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return kind
+    return "not a regular file"
+
+
+def read_params_file(path: str | Path) -> dict[str, Any]:
+    """The file's mapping as written (no defaults, not validated), read under the reading rules."""
+    path = Path(path)
+    try:
+        info = path.stat()  # before opening: opening a FIFO would block
+    except FileNotFoundError:
+        raise ParamsError(f"{path}: params file not found") from None
+    except OSError as error:
+        raise ParamsError(f"{path}: cannot read the params file ({error.strerror})") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise ParamsError(f"{path}: is {_file_kind(info.st_mode)}; expected a params file (YAML)")
+    if info.st_size > MAX_PARAMS_BYTES:
+        raise ParamsError(f"{path}: {info.st_size:,} bytes; a params file may have at most "
+                          f"{MAX_PARAMS_BYTES:,} bytes")
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_PARAMS_BYTES + 1)
+    except OSError as error:
+        raise ParamsError(f"{path}: cannot read the params file ({error.strerror})") from None
+    if len(data) > MAX_PARAMS_BYTES:  # grew since stat
+        raise ParamsError(f"{path}: more than {MAX_PARAMS_BYTES:,} bytes; a params file may have at most that")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ParamsError(f"{path}: not UTF-8 text (byte {error.start})") from None
+    params = parse_params_text(text, str(path))
+    if params is None:
+        raise ParamsError(f"{path}: the file is empty; expected the keys data, train, studies")
+    if not isinstance(params, dict):
+        raise ParamsError(f"{path}: expected a mapping at the top level, got {_type_name(params)}")
+    return params
+
+
+# ---------------------------------------------------------------------------------------------------
+# overrides (snakemake --config)
+# ---------------------------------------------------------------------------------------------------
+def merge_overrides(params: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Deep merge as Snakemake merges `--config` into its config: mappings are merged key by key, any
+    other value (lists included) replaces the one in the file."""
+    merged = copy.deepcopy(dict(params))
+    for key, value in overrides.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = merge_overrides(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def typed_overrides(overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """`snakemake --config train='{"epochs": 3}'` parses the value with YAML's BaseLoader, so every nested
+    scalar arrives as a string ("3"): read each string as params.yaml would (3, 0.1, true, null, .nan),
+    keeping it a string when YAML reads it as anything but a number, boolean or null."""
+    def typed(value: Any) -> Any:
+        if isinstance(value, Mapping):
+            return {key: typed(item) for key, item in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [typed(item) for item in value]
+        if isinstance(value, str):
+            try:
+                parsed = yaml.safe_load(value)
+            except yaml.YAMLError:
+                return value
+            return parsed if parsed is None or isinstance(parsed, (int, float, bool)) else value
+        return value
+
+    return typed(overrides)
+
+
+def overrides_source(source: str, overrides: Mapping[str, Any] | None) -> str:
+    return f"{source} with --config {', '.join(overrides)}" if overrides else source
+
+
+# ---------------------------------------------------------------------------------------------------
+# 2. plain data, 3. schema
+# ---------------------------------------------------------------------------------------------------
+def _type_name(value: Any) -> str:
+    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean", int: "an integer",
+            float: "a number", type(None): "null", bytes: "binary data"}.get(type(value), f"a {type(value).__name__}")
+
+
+def check_plain_data(node: Any, location: str = "") -> None:
+    """Only what YAML and JSON share: finite numbers (NaN fails every comparison, so no minimum catches
+    it; inf passes every exclusiveMinimum), strings, booleans, null, lists, mappings with string keys."""
+    where = location or "<top level>"
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if not isinstance(key, str):
+                raise ParamsError(f"{where}: key {key!r} is {_type_name(key)}; expected a string key")
+            check_plain_data(value, f"{location}.{key}" if location else key)
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            check_plain_data(value, f"{location}.{index}")
+    elif isinstance(node, float):
+        if not math.isfinite(node):
+            raise ParamsError(f"{where}: {node!r} is not a finite number; expected a finite number (no .nan, .inf)")
+    elif not isinstance(node, (str, int, bool)) and node is not None:  # int covers bool
+        raise ParamsError(f"{where}: {node!r} is {_type_name(node)} (a YAML tag); expected a string, number, "
+                          "boolean, null, list or mapping")
+
+
+@lru_cache(maxsize=1)
+def _validator_class() -> Any:
+    """Draft 2020-12, except that an integer is an int: jsonschema counts 16.0 as an integer, and
+    `width: 16.0` would then crash a layer constructor far from the params file."""
+    import jsonschema
+
+    base = jsonschema.Draft202012Validator
+    checker = base.TYPE_CHECKER.redefine(
+        "integer", lambda _checker, value: isinstance(value, int) and not isinstance(value, bool))
+    return jsonschema.validators.extend(base, type_checker=checker)
 
 
 def _resolve(node: dict[str, Any], root: dict[str, Any]) -> dict[str, Any]:
@@ -89,30 +327,122 @@ def _innermost(error: Any) -> Any:
 
 
 def _format_error(error: Any, source: str) -> str:
-    import jsonschema
-
     error = _innermost(error)
     location = ".".join(str(part) for part in error.absolute_path) or "<top level>"
     if error.validator == "enum":
         expected = "one of: " + ", ".join(map(str, error.validator_value))
         return f"{source}: {location}: {error.instance!r} is not valid; expected {expected}"
+    if error.validator == "type":
+        expected = error.validator_value if isinstance(error.validator_value, list) else [error.validator_value]
+        return (f"{source}: {location}: {error.instance!r} is {_type_name(error.instance)}; expected "
+                + " or ".join(_type_name({"integer": 0, "number": 0.0, "string": "", "boolean": True,
+                                          "null": None, "array": [], "object": {}}[kind]) for kind in expected))
     if error.validator == "additionalProperties":
         allowed = sorted(error.schema.get("properties", {}))
         return f"{source}: {location}: {error.message}; allowed keys: {', '.join(allowed)}"
-    if error.validator == "propertyNames":
-        return f"{source}: {location}: {error.message}"
     return f"{source}: {location}: {error.message}"
 
 
-def validate(params: dict[str, Any], source: str = "params") -> dict[str, Any]:
-    """Validate and return a copy with defaults filled; raise ParamsError on the first problem."""
-    import jsonschema
+# ---------------------------------------------------------------------------------------------------
+# 4. across keys, output folders
+# ---------------------------------------------------------------------------------------------------
+def _point_error(point: Any, key: str, message: str, source: str) -> ParamsError:
+    return ParamsError(f"{source}: {point.origin_of(key)}: {message} (grid point {point.study}/{point.point_id})")
 
-    schema = schema_with_registries()
+
+def check_cross_fields(params: dict[str, Any], points: list[Any], source: str) -> None:
+    """Rules no single key can state: each error names the keys, their values and what was expected."""
+    data = params["data"]
+    total = data["val_fraction"] + data["test_fraction"]
+    if total >= 1:
+        raise ParamsError(f"{source}: data.val_fraction + data.test_fraction = {data['val_fraction']:g} + "
+                          f"{data['test_fraction']:g} = {total:g}; expected less than 1 (no training data left)")
+
+    # the source's own declaration of its options (OPTIONS) and of the image size they give; importing
+    # the sources (numpy, Pillow: about 0.5 s) only when there is something to check
+    side = None
+    if data["options"] or any(point.config["input_size"] is not None for point in points):
+        from trickbench.catalog import registry
+        from trickbench.data.archives import DataError
+        from trickbench.data.sources import Options
+
+        source_class = registry("source").get(data["source"])
+        try:
+            options = Options(data["source"], data["options"], source_class.OPTIONS)
+            side = source_class().image_side(options)
+        except DataError as error:
+            raise ParamsError(f"{source}: {error}") from None
+
+    for point in points:
+        config = point.config
+        if config["preprocessing"] in WHITENING and not params["stats"]["whitening"]:
+            raise _point_error(point, "preprocessing", f"{config['preprocessing']} needs the whitening matrices, "
+                               "but stats.whitening is false", source)
+        if side is not None and config["input_size"] is not None and config["input_size"] > side:
+            raise _point_error(point, "input_size", f"{config['input_size']} is larger than the {side}x{side} "
+                               f"images of data.source {data['source']}; expected at most {side}", source)
+
+    baseline = params["report"]["paper_table"]["baseline"]
+    for study in params["studies"]:
+        study_points = [p for p in points if p.study == study]
+        if not any("activation" in p.axes for p in study_points):
+            continue
+        activations = list(dict.fromkeys(p.config["activation"] for p in study_points))
+        if baseline not in activations:
+            raise ParamsError(f"{source}: report.paper_table.baseline: {baseline!r} is not an activation of study "
+                              f"{study!r}; expected one of: {', '.join(activations)}")
+
+
+def _is_within(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def check_output_dirs(params: dict[str, Any], source: str, project: Path | None = None) -> None:
+    """paths.artifacts and paths.results: inside the project directory (the working directory of the
+    engine), or with TRICKBENCH_ALLOW_OUTSIDE=1 anywhere but a system folder; two separate folders,
+    neither inside the other, neither the project itself nor a folder above it."""
+    project = (project or Path.cwd()).resolve()
+    allow_outside = os.environ.get(ALLOW_OUTSIDE_ENV, "") == "1"
+    resolved = {}
+    for key in ("artifacts", "results"):
+        given = params["paths"][key]
+        path = (project / Path(given).expanduser()).resolve()  # symlinks followed: where writes would land
+        name = f"{source}: paths.{key}: {given!r}"
+        system = [tree for tree in SYSTEM_TREES if _is_within(path, Path(tree))] + \
+            [folder for folder in SYSTEM_FOLDERS if path == Path(folder)]
+        if system:
+            raise ParamsError(f"{name} resolves to {path}, a system folder; expected a folder inside the "
+                              f"project {project}")
+        if _is_within(project, path):
+            raise ParamsError(f"{name} is the project directory {project} or a folder above it; expected a "
+                              "folder inside it, such as artifacts/")
+        if not _is_within(path, project) and not allow_outside:
+            raise ParamsError(f"{name} resolves to {path}, outside the project {project}; expected a folder "
+                              f"inside it (or set {ALLOW_OUTSIDE_ENV}=1 to allow a folder outside)")
+        resolved[key] = path
+    artifacts, results = resolved["artifacts"], resolved["results"]
+    if artifacts == results:
+        raise ParamsError(f"{source}: paths.artifacts and paths.results are the same folder {artifacts}; "
+                          "expected two separate folders")
+    for inner, outer in (("artifacts", "results"), ("results", "artifacts")):
+        if _is_within(resolved[inner], resolved[outer]):
+            raise ParamsError(f"{source}: paths.{inner} ({resolved[inner]}) is inside paths.{outer} "
+                              f"({resolved[outer]}); expected two separate folders")
+
+
+# ---------------------------------------------------------------------------------------------------
+def validate(params: Any, source: str = "params", project: Path | None = None) -> dict[str, Any]:
+    """Validate and return a copy with defaults filled; raise ParamsError on the first problem.
+    `project`: the directory relative paths.* resolve against (default: the working directory)."""
     if not isinstance(params, dict):
-        raise ParamsError(f"{source}: expected a mapping at the top level, got {type(params).__name__}")
+        raise ParamsError(f"{source}: expected a mapping at the top level, got {_type_name(params)}")
+    try:
+        check_plain_data(params)
+    except ParamsError as error:
+        raise ParamsError(f"{source}: {error}") from None
+    schema = schema_with_registries()
     filled = copy.deepcopy(params)
-    validator = jsonschema.Draft202012Validator(schema)
+    validator = _validator_class()(schema)
     errors = sorted(validator.iter_errors(filled), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
     if errors:
         raise ParamsError(_format_error(errors[0], source))
@@ -125,33 +455,22 @@ def validate(params: dict[str, Any], source: str = "params") -> dict[str, Any]:
     except GridError as error:
         raise ParamsError(f"{source}: {error}") from None
     train_schema = {**schema["$defs"]["train_config"], "$defs": schema["$defs"]}
-    point_validator = jsonschema.Draft202012Validator(train_schema)
+    point_validator = _validator_class()(train_schema)
     for point in points:
         point_errors = list(point_validator.iter_errors(point.config))
         if point_errors:
             error = _innermost(point_errors[0])
             key = str(error.absolute_path[0]) if error.absolute_path else ""
-            where = point.origin_of(key)
             message = _format_error(error, source).split(": ", 2)[-1]
-            raise ParamsError(f"{source}: {where}: {message} (grid point {point.study}/{point.point_id})")
-        if point.config["preprocessing"] in WHITENING and not filled["stats"]["whitening"]:
-            raise ParamsError(f"{source}: {point.origin_of('preprocessing')}: {point.config['preprocessing']} "
-                              "needs the whitening matrices, but stats.whitening is false")
+            raise _point_error(point, key, message, source)
+    check_cross_fields(filled, points, source)
+    check_output_dirs(filled, source, project)
     return filled
 
 
-def load_params(path: str | Path = "params.yaml") -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise ParamsError(f"{path}: params file not found")
-    try:
-        with open(path) as handle:
-            params = yaml.safe_load(handle)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        problem = getattr(error, "problem", None) or str(error)
-        raise ParamsError(f"{path}: not valid YAML{where}: {problem}") from None
-    if params is None:
-        raise ParamsError(f"{path}: the file is empty; expected the keys data, train, studies")
-    return validate(params, source=str(path))
+def load_params(path: str | Path = "params.yaml", overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The params file, with `overrides` (snakemake --config) deep-merged over it, validated."""
+    params = read_params_file(path)
+    if overrides:
+        params = merge_overrides(params, overrides)
+    return validate(params, source=overrides_source(str(path), overrides))

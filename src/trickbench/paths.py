@@ -73,5 +73,11 @@ class Layout:
         return self.results / study
 
     @property
+    def report_record(self) -> Path:
+        """Written by the report stage last, under artifacts (never committed): `rule all` asks for it, so a
+        fresh clone runs the pipeline although results/ is committed."""
+        return self.artifacts / "report.json"
+
+    @property
     def runs_table(self) -> Path:
         return self.results / "runs.csv"

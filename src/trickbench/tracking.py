@@ -39,8 +39,10 @@ def experiment_name(params: dict[str, Any], study: str) -> str:
     return f"{params['tracking']['experiment_prefix']}-{study}"
 
 
-def retry(action: Callable[[], T], attempts: int = 12) -> T:
-    """Retry on SQLite's 'database is locked' (and transient server errors) with jittered backoff."""
+def retry(action: Callable[[], T], attempts: int | None = None) -> T:
+    """Retry on SQLite's 'database is locked' (and transient server errors) with jittered backoff;
+    $TRICKBENCH_TRACKING_ATTEMPTS (default 12, about 40 s in all) bounds how long a dead server is waited for."""
+    attempts = attempts or int(os.environ.get("TRICKBENCH_TRACKING_ATTEMPTS", "12"))
     for attempt in range(attempts):
         try:
             return action()
@@ -85,12 +87,73 @@ def ensure_experiments(uri: str, names: list[str]) -> dict[str, str]:
     return ids
 
 
+class TrackingError(RuntimeError):
+    """The tracking store cannot be used (unknown scheme, missing folder, no server answering): bad input,
+    reported in one line before a stage writes anything."""
+
+
+URI_SCHEMES = ("sqlite:///", "http://", "https://", "file:", "databricks")
+
+
+def is_sqlite(path: Path) -> bool:
+    with open(path, "rb") as handle:
+        return handle.read(16) == b"SQLite format 3\x00"
+
+
+def uri_source(params: dict[str, Any]) -> str:
+    return "$MLFLOW_TRACKING_URI" if os.environ.get("MLFLOW_TRACKING_URI") else "tracking.uri"
+
+
+def check_store(params: dict[str, Any], timeout: float = 10.0) -> None:
+    """Fail in one line, before any output is written, if the store of `params` cannot be used."""
+    if not params["tracking"]["enabled"]:
+        return
+    uri, source = tracking_uri(params), uri_source(params)
+    if not uri.startswith(URI_SCHEMES):
+        raise TrackingError(f"{source}: {uri!r} is not a tracking URI; expected sqlite:///<path>, "
+                            "http(s)://<host>:<port> of an MLflow server, or null for the project's mlflow.db")
+    if uri.startswith("sqlite:///"):
+        path = Path(uri.removeprefix("sqlite:///"))
+        if not path.parent.is_dir():
+            raise TrackingError(f"{source}: {uri}: the folder {path.parent} does not exist")
+        if path.exists() and (not path.is_file() or path.stat().st_size and not is_sqlite(path)):
+            raise TrackingError(f"{source}: {uri}: {path} exists and is not an SQLite database")
+        if not os.access(path.parent, os.W_OK):
+            raise TrackingError(f"{source}: {uri}: the folder {path.parent} is not writable")
+    elif uri.startswith(("http://", "https://")):
+        import urllib.error
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout) as answer:
+                answer.read(64)
+        except (urllib.error.URLError, OSError, ValueError) as error:
+            reason = getattr(error, "reason", error)
+            raise TrackingError(f"{source}: {uri}: no MLflow server answers ({reason}); start one "
+                                "(`mlflow server --host 127.0.0.1 --port 5000`) or unset it for the local store") from None
+
+
+STORE_FAILURE_SIGNS = ("connection", "refused", "max retries", "timed out", "timeout", "unreachable",
+                       "database is locked", "502", "503", "504")
+
+
+def is_store_failure(error: BaseException) -> bool:
+    """Whether `error` (or what caused it) is the tracking store not answering, rather than a bug."""
+    seen: BaseException | None = error
+    while seen is not None:
+        module = type(seen).__module__
+        if isinstance(seen, (ConnectionError, TimeoutError)) or (
+                module.startswith(("mlflow", "requests", "urllib3", "sqlalchemy"))
+                and any(sign in str(seen).lower() for sign in STORE_FAILURE_SIGNS)):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def git_commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
-        return out.stdout.strip() if out.returncode == 0 else "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
+    from trickbench.provenance import git_commit as commit
+
+    return commit()
 
 
 def _flatten(prefix: str, value: Any) -> dict[str, str]:
@@ -112,6 +175,11 @@ class Run:
         self.uri = uri
         self.client = client(uri)
         experiment_id = ensure_experiments(uri, [experiment])[experiment]
+        identity = tags.get(IDENTITY_TAG)
+        if identity is not None:  # one run per identity: earlier attempts (killed, or redone) go to the trash
+            for earlier in runs_with_identity(self.client, experiment_id, identity):
+                if earlier.info.run_id != run_id:
+                    retry(lambda: self.client.delete_run(earlier.info.run_id))
         if run_id is not None and self._exists(run_id):
             self.run_id = run_id
             retry(lambda: self.client.update_run(run_id, status="RUNNING"))
@@ -164,10 +232,31 @@ class Run:
         retry(lambda: self.client.set_terminated(self.run_id, status=status))
 
 
-class NoRun:
-    """Tracking switched off (`tracking.enabled: false`)."""
+IDENTITY_TAG = "trickbench.identity"
 
-    run_id = None
+
+def runs_with_identity(mlflow_client: Any, experiment_id: str, identity: str) -> list[Any]:
+    """The active runs of an experiment made for the same work (same stage, params and inputs)."""
+    return retry(lambda: mlflow_client.search_runs(
+        [experiment_id], filter_string=f"tags.`{IDENTITY_TAG}` = '{identity}'", max_results=1000))
+
+
+def finished_run(params: dict[str, Any], experiment: str, identity: str) -> str | None:
+    """The id of a FINISHED run of this identity, if the store has one (the work was logged already)."""
+    uri = tracking_uri(params)
+    mlflow_client = client(uri)
+    found = retry(lambda: mlflow_client.get_experiment_by_name(experiment))
+    if found is None:
+        return None
+    done = [r for r in runs_with_identity(mlflow_client, found.experiment_id, identity) if r.info.status == "FINISHED"]
+    return done[0].info.run_id if done else None
+
+
+class NoRun:
+    """Tracking switched off (`tracking.enabled: false`), or the work was logged already (`run_id` set)."""
+
+    def __init__(self, run_id: str | None = None):
+        self.run_id = run_id
 
     def log_metrics(self, metrics: dict[str, float], step: int) -> None: ...
     def set_tags(self, tags: dict[str, str]) -> None: ...
@@ -241,14 +330,25 @@ BACKGROUND = os.environ.get("TRICKBENCH_TRACKING_BACKGROUND", "1") != "0"
 
 def open_run(params: dict[str, Any], experiment: str, run_name: str, tags: dict[str, str],
              run_params: dict[str, Any] | None = None, run_id: str | None = None,
-             background: bool = False) -> Run | BackgroundRun | NoRun:
-    """The run of a stage; `background=True` (train jobs) returns at once, see BackgroundRun."""
+             background: bool = False, identity: str | None = None,
+             reuse_finished: bool = False) -> Run | BackgroundRun | NoRun:
+    """The run of a stage; `background=True` (train jobs) returns at once, see BackgroundRun.
+
+    `identity` (a digest of the stage, its params and its inputs) keeps one run per piece of work: other
+    runs of the same identity are moved to MLflow's trash when this one opens, and with `reuse_finished`
+    a FINISHED one is kept instead and nothing is logged again (the same data prepared by Snakemake and
+    then by DVC is one run)."""
     if not params["tracking"]["enabled"]:
         return NoRun()
     uri = tracking_uri(params)
+    if identity is not None:
+        tags = {**tags, IDENTITY_TAG: identity}
+        if reuse_finished and (done := finished_run(params, experiment, identity)) is not None:
+            return NoRun(done)
 
     def create() -> Run:
-        base_tags = {"trickbench.git_commit": git_commit()}
+        base_tags = {"trickbench.git_commit": git_commit(),
+                     "mlflow.source.git.commit": git_commit().removesuffix("-dirty")}
         return Run(uri, experiment, run_name, {**base_tags, **tags}, run_params, run_id)
 
     return BackgroundRun(create) if background and BACKGROUND else create()

@@ -1,23 +1,30 @@
-# Load and validate the params file once (the same schema the CLI and DVC's stages use), expand the grid.
+# Load and validate the params once (the same schema and code the CLI and DVC's stages use), expand the grid.
 import json
+import shlex
 import sys
 
 from trickbench.grid import expand_grid
-from trickbench.params import ParamsError, load_params
+from trickbench.params import ParamsError, load_params, typed_overrides
 from trickbench.paths import Layout
 from trickbench.report.outputs import report_outputs
 
-# `--configfile X` names a complete params file used as is (Snakemake would deep-merge it into params.yaml)
+# `--configfile X` names a complete params file used as is (Snakemake would deep-merge it into params.yaml);
+# `--config key=value` (config_settings.config: only what the command line gave) is deep-merged over it
 PARAMS_FILE = str(workflow.overwrite_configfiles[-1]) if workflow.overwrite_configfiles else "params.yaml"
+OVERRIDES = typed_overrides(workflow.config_settings.config)
 try:
-    PARAMS = load_params(PARAMS_FILE)
+    PARAMS = load_params(PARAMS_FILE, OVERRIDES)
 except ParamsError as error:
-    sys.exit(f"trickbench: error: {error}")
+    # one line and exit 2, as the CLI (sys.exit("...") would make Snakemake exit 1)
+    print(f"trickbench: error: {error}", file=sys.stderr)
+    sys.exit(2)
 LAYOUT = Layout.from_params(PARAMS)
 ART = str(LAYOUT.artifacts)
 RES = str(LAYOUT.results)
 LOGS = f"{ART}/logs"
-TB = f"trickbench --params {PARAMS_FILE}"
+# every job validates the same file with the same overrides, so it sees exactly PARAMS; quoted for the shell
+TB = f"trickbench --params {shlex.quote(PARAMS_FILE)}" + \
+    (f" --overrides {shlex.quote(json.dumps(OVERRIDES, sort_keys=True))}" if OVERRIDES else "")
 # Expanded once: the input/params functions below run per job, and a 1,000-point DAG would otherwise
 # expand the grid 1,000 times (benchmarks/pipeline_overhead.py).
 GRID = expand_grid(PARAMS)

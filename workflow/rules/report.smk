@@ -30,6 +30,7 @@ rule report:
         f"{ART}/data/stats.npz",
     output:
         marked_report_outputs(),
+        str(LAYOUT.report_record),
     params:
         section=section("report"),
     log:

@@ -3,9 +3,17 @@
 An *image tree* holds `<class>/<image>` or `<split>/<class>/<image>` files (splits: `train`, `test`),
 possibly below one or more wrapping folders (`mydata/train/cat/1.png`), which are stripped.
 
-Nothing is ever extracted to disk: members are read into memory by name. Even so, an archive holding a
-member with an absolute path or a `..` component is rejected as a whole (`DataError` naming the member),
-as are tar members that are links or devices. Files whose extension is not an image extension (README.txt,
+Nothing is ever extracted to disk: members are read into memory by name, in bounded chunks. Even so, an
+archive holding a member with an absolute path or a `..` component is rejected as a whole (`DataError`
+naming the member), as are members that are links, devices or FIFOs (tar, ZIP and folders alike: they
+are never followed or read, so a link to /dev/zero cannot hang a stage).
+
+Limits (module constants below, checked from the declared sizes before anything is inflated, and again
+while reading): MAX_MEMBERS entries per tree, MAX_MEMBER_BYTES per member, MAX_TOTAL_BYTES expanded per
+tree, MAX_RATIO expanded/compressed (per ZIP member, per compressed tar stream) above RATIO_FLOOR,
+MAX_DEPTH path components and MAX_NAME_CHARS per name, MAX_IMAGE_PIXELS per image (read from the image
+header, before decoding). A tree beyond a limit is refused with one `DataError` naming the archive and
+the member. Files whose extension is not an image extension (README.txt,
 .DS_Store, `__MACOSX/` resource forks, other hidden files) are skipped with one `DataWarning` naming them;
 a file with an image extension that Pillow cannot decode is a `DataError` naming the archive and member.
 
@@ -22,6 +30,7 @@ import io
 import multiprocessing
 import os
 import re
+import stat
 import sys
 import tarfile
 import warnings
@@ -29,7 +38,7 @@ import zipfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 from PIL import Image
@@ -39,7 +48,9 @@ from trickbench.io import sha256_file
 __all__ = [
     "DataError", "DataWarning", "IMAGE_EXTENSIONS", "SPLITS", "DecodeSpec", "ImageTree", "TreeLayout",
     "open_tree", "tree_layout", "decode_image", "decode_members", "fit_and_pad", "md5_file",
-    "check_member_name", "read_tar_members",
+    "check_member_name", "read_tar_members", "read_regular_file", "require_regular_file",
+    "MAX_MEMBERS", "MAX_MEMBER_BYTES", "MAX_TOTAL_BYTES", "MAX_RATIO", "RATIO_FLOOR", "MAX_DEPTH",
+    "MAX_NAME_CHARS", "MAX_IMAGE_PIXELS", "MAX_HEADER_BYTES",
 ]
 
 
@@ -62,16 +73,134 @@ CHUNK_IMAGES = 1024  # images per pool task (a chunk of 32x32 RGB is 3 MiB)
 
 _UNSAFE_DRIVE = re.compile(r"^[A-Za-z]:")
 
+# Limits on one image tree (ZIP, tar or folder). Every real data set here fits with room to spare:
+# CIFAR-10's training ZIP holds 50,000 images, NOAA PlanktonSet 1.0 (NDSB) about 161,000 with its
+# unlabelled test/ folder, the largest official file (CIFAR-100's `train` pickle) is 148 MiB, and
+# image files compress by 1-3x. A hostile tree stops at these bounds, whatever its headers claim.
+MAX_MEMBERS = 250_000  # entries (files and folders)
+MAX_MEMBER_BYTES = 256 * 2**20  # expanded size of one member
+MAX_TOTAL_BYTES = 8 * 2**30  # expanded size of all members of one tree
+MAX_RATIO = 200  # expanded / compressed size, of a ZIP member or of a compressed tar stream ...
+RATIO_FLOOR = 2**20  # ... once the expanded size passes 1 MiB (tiny members legitimately compress well)
+MAX_DEPTH = 16  # path components of a member name
+MAX_NAME_CHARS = 1024  # characters of a member name
+MAX_IMAGE_PIXELS = 50_000_000  # width x height of one image (a 50-megapixel photo), read from its header
+MAX_HEADER_BYTES = 2**20  # a tar's GNU long-name or pax header block, which tarfile reads whole
+READ_CHUNK = 1 << 20  # bytes per read() call
+
 
 # ---------------------------------------------------------------------------------------------------
 # checksums
 # ---------------------------------------------------------------------------------------------------
 def md5_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     digest = hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as handle:
+    with _open_regular(path, follow=True) as handle:
         while block := handle.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------------
+# regular files only: a FIFO, a device or a socket is never opened for reading
+# ---------------------------------------------------------------------------------------------------
+def _file_kind(mode: int) -> str:
+    if stat.S_ISLNK(mode):
+        return "a symbolic link"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    return "a regular file" if stat.S_ISREG(mode) else "a special file"
+
+
+def require_regular_file(path: str | os.PathLike, what: str = "") -> None:
+    """DataError unless `path` (symlinks followed: the user named it) is a regular file."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror}){what}") from None
+    if not stat.S_ISREG(mode):
+        raise DataError(f"{path}: is {_file_kind(mode)}, not a regular file{what}")
+
+
+def _open_regular(path: str | os.PathLike, *, follow: bool) -> io.BufferedReader:
+    """Open a regular file for reading without ever blocking: O_NONBLOCK so a FIFO cannot hang the
+    open, fstat so nothing but a regular file is read; follow=False also refuses a symlink."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0) | (0 if follow else getattr(os, "O_NOFOLLOW", 0))
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        if not follow and os.path.islink(path):
+            raise DataError(f"{path}: is a symbolic link; only regular files are read") from None
+        raise DataError(f"{path}: cannot read ({exc.strerror})") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise DataError(f"{path}: is {_file_kind(mode)}, not a regular file; only regular files are read")
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")
+
+
+def read_regular_file(path: str | os.PathLike, limit: int | None = None, *, follow: bool = True) -> bytes:
+    """The bytes of a regular file of at most `limit` (default MAX_MEMBER_BYTES) bytes, read in chunks;
+    DataError if it is larger or not a regular file."""
+    with _open_regular(path, follow=follow) as handle:
+        return _read_bounded(handle, MAX_MEMBER_BYTES if limit is None else limit, str(path), declared=None)
+
+
+def _read_bounded(handle: io.IOBase, limit: int, where: str, *, declared: int | None) -> bytes:
+    """Read a stream in READ_CHUNK pieces; DataError once it exceeds `limit` (or its declared size)."""
+    cap = limit if declared is None else min(limit, declared)
+    parts, total = [], 0
+    while block := handle.read(min(READ_CHUNK, cap + 1 - total)):
+        total += len(block)
+        if total > cap:
+            what = f"more than its declared {declared} bytes" if declared is not None and declared < limit \
+                else f"more than {_size(limit)} (MAX_MEMBER_BYTES)"
+            raise DataError(f"{where}: expands to {what}; refusing to read further")
+        parts.append(block)
+    return b"".join(parts)
+
+
+def _size(nbytes: int) -> str:
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if nbytes >= scale:
+            return f"{nbytes / scale:g} {unit}"
+    return f"{nbytes} bytes"
+
+
+class _Budget:
+    """Counts the entries and expanded bytes of one tree against MAX_MEMBERS / MAX_*_BYTES / MAX_RATIO."""
+
+    def __init__(self, origin: str | os.PathLike):
+        self.origin, self.members, self.total = origin, 0, 0
+
+    def admit(self, name: str, size: int, compressed: int | None = None) -> None:
+        where = f"{self.origin}: member {name!r}"
+        self.members += 1
+        if self.members > MAX_MEMBERS:
+            raise DataError(f"{where}: more than {MAX_MEMBERS} entries (MAX_MEMBERS); refusing this archive")
+        if size < 0 or size > MAX_MEMBER_BYTES:
+            raise DataError(f"{where}: declares {size} bytes expanded, above {_size(MAX_MEMBER_BYTES)} "
+                            "(MAX_MEMBER_BYTES); refusing this archive")
+        if compressed is not None and size > RATIO_FLOOR and size > MAX_RATIO * max(compressed, 1):
+            raise DataError(f"{where}: expands {size / max(compressed, 1):.0f}x ({compressed} -> {size} bytes), "
+                            f"above the limit {MAX_RATIO}x (MAX_RATIO): a compression bomb? refusing this archive")
+        self.total += size
+        if self.total > MAX_TOTAL_BYTES:
+            raise DataError(f"{where}: the members so far expand to more than {_size(MAX_TOTAL_BYTES)} "
+                            "(MAX_TOTAL_BYTES); refusing this archive")
+
+    def stream(self, name: str, expanded: int, compressed: int) -> None:
+        """The whole compressed stream (a .tar.gz) up to the end of member `name`."""
+        if expanded > RATIO_FLOOR and expanded > MAX_RATIO * max(compressed, 1):
+            raise DataError(f"{self.origin}: member {name!r}: the archive expands {expanded / max(compressed, 1):.0f}x "
+                            f"up to this member, above the limit {MAX_RATIO}x (MAX_RATIO): a compression bomb? "
+                            "refusing this archive")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -80,6 +209,16 @@ def md5_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
 def check_member_name(name: str, origin: str | os.PathLike) -> str:
     """Return the member name with `/` separators; DataError for absolute paths and `..` components."""
     posix = name.replace("\\", "/")
+    shown = posix[:80] + "..." if len(posix) > 80 else posix
+    depth = len([part for part in posix.split("/") if part])
+    if len(posix) > MAX_NAME_CHARS:
+        raise DataError(f"{origin}: member name {shown!r} is {len(posix)} characters long, above {MAX_NAME_CHARS} "
+                        "(MAX_NAME_CHARS); refusing to read this archive")
+    if depth > MAX_DEPTH:
+        raise DataError(f"{origin}: member name {shown!r} is {depth} levels deep, above {MAX_DEPTH} (MAX_DEPTH); "
+                        "refusing to read this archive")
+    if "\0" in posix:
+        raise DataError(f"{origin}: member name {shown!r} holds a NUL character; refusing to read this archive")
     if posix.startswith("/") or _UNSAFE_DRIVE.match(posix) or ".." in posix.split("/"):
         raise DataError(
             f"{origin}: unsafe member name {name!r} (absolute path or '..' component); "
@@ -140,25 +279,48 @@ _ZIP_READ_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, RuntimeEr
                     NotImplementedError, ValueError, KeyError)
 
 
+def _declared_zip_entries(path: Path) -> int | None:
+    """The entry count in a ZIP's end-of-central-directory record (zip64 aware), None if unreadable
+    (zipfile then reports the damage). zipfile._EndRecData is private but unchanged since Python 2.6."""
+    try:
+        with open(path, "rb") as handle:
+            end = zipfile._EndRecData(handle)  # type: ignore[attr-defined]
+        return None if end is None else int(end[zipfile._ECD_ENTRIES_TOTAL])  # type: ignore[attr-defined]
+    except (AttributeError, IndexError, OSError, TypeError, ValueError, EOFError, zipfile.BadZipFile):
+        return None
+
+
 class ZipTree(ImageTree):
     kind = "zip"
 
     def __init__(self, path: Path):
         super().__init__(path)
+        require_regular_file(self.path)
+        declared = _declared_zip_entries(self.path)
+        if declared is not None and declared > MAX_MEMBERS:  # before zipfile lists them all in memory
+            raise DataError(f"{self.path}: declares {declared} entries, above {MAX_MEMBERS} (MAX_MEMBERS); "
+                            "refusing this archive")
         try:
             self.zf = zipfile.ZipFile(self.path)
         except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
             raise DataError(f"{self.path}: not a readable ZIP archive (corrupt or truncated?): {exc}") from None
         try:
-            self._names: dict[str, str] = {}  # posix name -> name inside the ZIP
+            self._infos: dict[str, zipfile.ZipInfo] = {}  # posix name -> entry of the ZIP
+            budget = _Budget(self.path)
             for info in self.zf.infolist():
                 name = check_member_name(info.filename, self.path)
+                mode = info.external_attr >> 16  # Unix st_mode where the ZIP was made on Unix, else 0
+                if stat.S_IFMT(mode) not in (0, stat.S_IFREG, stat.S_IFDIR):  # 0: no file type recorded
+                    raise DataError(f"{self.path}: member {info.filename!r} is {_file_kind(mode)}; only regular "
+                                    "files and folders are allowed")
+                budget.admit(info.filename, 0 if info.is_dir() else info.file_size,
+                             None if info.is_dir() else info.compress_size)
                 if info.is_dir():
                     self.dirs.add(name.rstrip("/"))
                     continue
-                if name in self._names:
+                if name in self._infos:
                     raise DataError(f"{self.path}: member {name!r} occurs twice; refusing an ambiguous archive")
-                self._names[name] = info.filename
+                self._infos[name] = info
                 self.files.append(name)
             self._add_parents()
         except BaseException:
@@ -166,18 +328,27 @@ class ZipTree(ImageTree):
             raise
 
     def read(self, name: str) -> bytes:
+        info = self._infos[name]
         try:
-            return self.zf.read(self._names[name])
+            with self.zf.open(info) as handle:  # inflated chunk by chunk, never past the declared size
+                return _read_bounded(handle, MAX_MEMBER_BYTES, f"{self.path}: member {name!r}",
+                                     declared=info.file_size)
         except _ZIP_READ_ERRORS as exc:
             raise DataError(f"{self.path}: member {name!r}: cannot read ({type(exc).__name__}: {exc})") from None
 
     def verify(self) -> str:
-        try:
-            bad = self.zf.testzip()
-        except _ZIP_READ_ERRORS as exc:
-            raise DataError(f"{self.path}: corrupt or truncated ZIP ({type(exc).__name__}: {exc})") from None
-        if bad is not None:
-            raise DataError(f"{self.path}: member {bad!r} fails its CRC-32 check (corrupt archive)")
+        """Read every member in READ_CHUNK pieces (up to its checked declared size) and check its CRC-32."""
+        for name, info in self._infos.items():
+            try:
+                with self.zf.open(info) as handle:
+                    while handle.read(READ_CHUNK):
+                        pass
+            except zipfile.BadZipFile as exc:
+                if "CRC" in str(exc):
+                    raise DataError(f"{self.path}: member {name!r} fails its CRC-32 check (corrupt archive)") from None
+                raise DataError(f"{self.path}: member {name!r}: corrupt or truncated ZIP ({exc})") from None
+            except _ZIP_READ_ERRORS as exc:
+                raise DataError(f"{self.path}: member {name!r}: cannot read ({type(exc).__name__}: {exc})") from None
         return f"CRC-32 of {len(self.files)} members"
 
     def handle(self) -> tuple[str, str]:
@@ -187,6 +358,44 @@ class ZipTree(ImageTree):
         self.zf.close()
 
 
+_TAR_READ_ERRORS = (tarfile.TarError, EOFError, OSError, zlib.error, ValueError)
+
+
+class _BoundedTarInfo(tarfile.TarInfo):
+    """tarfile reads a GNU long-name or a pax header block whole into memory before anyone sees the
+    member: refuse a block above MAX_HEADER_BYTES first (a 1 GiB "name" gzips to 1 MiB)."""
+
+    def _check_header(self, tf: tarfile.TarFile) -> None:
+        if self.size > MAX_HEADER_BYTES:
+            raise DataError(f"{tf.name}: member header at offset {self.offset} declares a {self.size}-byte long-name "
+                            f"or pax block, above {_size(MAX_HEADER_BYTES)} (MAX_HEADER_BYTES); refusing this archive")
+
+    def _proc_gnulong(self, tf: tarfile.TarFile):  # type: ignore[override]
+        self._check_header(tf)
+        return super()._proc_gnulong(tf)  # type: ignore[misc]
+
+    def _proc_pax(self, tf: tarfile.TarFile):  # type: ignore[override]
+        self._check_header(tf)
+        return super()._proc_pax(tf)  # type: ignore[misc]
+
+
+def _tar_entries(tf: tarfile.TarFile, path: Path, budget: _Budget) -> Iterator[tarfile.TarInfo]:
+    """The members of an open tar, one header at a time, each checked against the limits before the
+    stream moves past its data (in a compressed tar, moving past means inflating it)."""
+    compressed = path.stat().st_size
+    while True:
+        try:
+            member = tf.next()
+        except _TAR_READ_ERRORS as exc:
+            raise DataError(f"{path}: not a readable tar archive (corrupt or truncated?): "
+                            f"{type(exc).__name__}: {exc}") from None
+        if member is None:
+            return
+        budget.admit(member.name, member.size if member.isreg() else 0)
+        budget.stream(member.name, member.offset_data + member.size, compressed)
+        yield member
+
+
 class TarTree(ImageTree):
     """A tar archive (any compression tarfile reads); members are read in archive order, in memory."""
 
@@ -194,27 +403,37 @@ class TarTree(ImageTree):
 
     def __init__(self, path: Path):
         super().__init__(path)
+        require_regular_file(self.path)
         try:
-            self.tf = tarfile.open(self.path, "r:*")
-            members = self.tf.getmembers()
-        except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
+            self.tf = tarfile.open(self.path, "r:*", tarinfo=_BoundedTarInfo)
+        except _TAR_READ_ERRORS as exc:
             raise DataError(f"{self.path}: not a readable tar archive (corrupt or truncated?): {exc}") from None
-        self._members: dict[str, tarfile.TarInfo] = {}
-        for member in members:
-            name = check_member_name(member.name, self.path)
-            if member.isdir():
-                self.dirs.add(name.rstrip("/"))
-            elif member.isfile():
-                if name in self._members:
-                    raise DataError(f"{self.path}: member {name!r} occurs twice; refusing an ambiguous archive")
-                self._members[name] = member
-                self.files.append(name)
-            else:
-                raise DataError(
-                    f"{self.path}: member {member.name!r} is a link or special file; "
-                    "only regular files and folders are allowed"
-                )
-        self._add_parents()
+        try:
+            self._members: dict[str, tarfile.TarInfo] = {}
+            for member in _tar_entries(self.tf, self.path, _Budget(self.path)):
+                name = check_member_name(member.name, self.path)
+                if member.isdir():
+                    self.dirs.add(name.rstrip("/"))
+                elif member.isreg():
+                    if name in self._members:
+                        raise DataError(f"{self.path}: member {name!r} occurs twice; refusing an ambiguous archive")
+                    self._members[name] = member
+                    self.files.append(name)
+                else:
+                    raise DataError(
+                        f"{self.path}: member {member.name!r} is a link or special file; "
+                        "only regular files and folders are allowed"
+                    )
+            self._add_parents()
+        except BaseException:
+            self.tf.close()
+            raise
+
+    def _read_member(self, name: str) -> bytes:
+        member = self._members[name]
+        handle = self.tf.extractfile(member)
+        assert handle is not None  # a regular member
+        return _read_bounded(handle, MAX_MEMBER_BYTES, f"{self.path}: member {name!r}", declared=member.size)
 
     def read_many(self, names: Sequence[str]) -> list[bytes]:
         wanted = {name: i for i, name in enumerate(names)}
@@ -222,10 +441,8 @@ class TarTree(ImageTree):
         ordered = sorted(wanted, key=lambda n: self._members[n].offset_data)  # sequential in a gzip stream
         for name in ordered:
             try:
-                handle = self.tf.extractfile(self._members[name])
-                assert handle is not None
-                out[wanted[name]] = handle.read()
-            except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
+                out[wanted[name]] = self._read_member(name)
+            except _TAR_READ_ERRORS as exc:
                 raise DataError(f"{self.path}: member {name!r}: cannot read ({type(exc).__name__}: {exc})") from None
         return out  # type: ignore[return-value]
 
@@ -240,9 +457,9 @@ class TarTree(ImageTree):
             for member in self._members.values():
                 handle = self.tf.extractfile(member)
                 assert handle is not None
-                while handle.read(1 << 20):
+                while handle.read(READ_CHUNK):
                     pass
-        except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
+        except _TAR_READ_ERRORS as exc:
             raise DataError(f"{self.path}: corrupt or truncated tar archive ({type(exc).__name__}: {exc})") from None
         return f"read all {len(self.files)} members (gzip CRC where compressed)"
 
@@ -251,37 +468,59 @@ class TarTree(ImageTree):
 
 
 class DirTree(ImageTree):
+    """A folder. Only regular files and folders are listed; a symlink, FIFO, device or socket anywhere
+    below it is refused (never followed, never opened), so nothing outside the folder is read."""
+
     kind = "dir"
 
     def __init__(self, path: Path, *, scan: bool = True):
         super().__init__(path)
+        self._sizes: dict[str, int] = {}
         if not scan:  # a worker only reads files by name
             return
-        for root, dirnames, filenames in os.walk(self.path):
-            dirnames.sort()
-            rel = Path(root).relative_to(self.path).as_posix()
-            prefix = "" if rel == "." else rel + "/"
-            for d in dirnames:
-                self.dirs.add(prefix + d)
-            for f in sorted(filenames):
-                self.files.append(prefix + f)
+        budget = _Budget(self.path)
+        pending = [""]
+        while pending:
+            prefix = pending.pop()
+            try:
+                entries = sorted(os.scandir(self.path / prefix), key=lambda e: e.name)
+            except OSError as exc:
+                raise DataError(f"{self.path / prefix}: cannot list ({exc.strerror})") from None
+            subdirs = []
+            for entry in entries:
+                name = check_member_name(prefix + entry.name, self.path)
+                mode = entry.stat(follow_symlinks=False).st_mode
+                if stat.S_ISDIR(mode):
+                    budget.admit(name, 0)
+                    self.dirs.add(name)
+                    subdirs.append(name + "/")
+                elif stat.S_ISREG(mode):
+                    size = entry.stat(follow_symlinks=False).st_size
+                    budget.admit(name, size)
+                    self.files.append(name)
+                    self._sizes[name] = size
+                else:
+                    raise DataError(f"{self.path / name}: is {_file_kind(mode)}; only regular files and folders "
+                                    "are read from an image folder (copy the file in, or point at the real folder)")
+            pending.extend(reversed(subdirs))  # depth first, in name order
         self._add_parents()
 
     def read(self, name: str) -> bytes:
-        try:
-            return (self.path / name).read_bytes()
-        except OSError as exc:
-            raise DataError(f"{self.path / name}: cannot read ({exc})") from None
+        return read_regular_file(self.path / name, MAX_MEMBER_BYTES, follow=False)
 
     def digest(self) -> str:
         """sha256 over the sorted lines `<relative path>\\0<sha256 of the file>\\n` of every file."""
         digest = hashlib.sha256()
         for name in sorted(self.files):
-            digest.update(f"{name}\0{sha256_file(self.path / name)}\n".encode())
+            file_digest = hashlib.sha256()
+            with _open_regular(self.path / name, follow=False) as handle:
+                while block := handle.read(READ_CHUNK):
+                    file_digest.update(block)
+            digest.update(f"{name}\0{file_digest.hexdigest()}\n".encode())
         return digest.hexdigest()
 
     def nbytes(self) -> int:
-        return sum((self.path / name).stat().st_size for name in self.files)
+        return sum(self._sizes.values())
 
     def handle(self) -> tuple[str, str]:
         return ("dir", str(self.path))
@@ -289,19 +528,30 @@ class DirTree(ImageTree):
 
 def read_tar_members(path: str | os.PathLike, wanted: Iterable[str]) -> dict[str, bytes]:
     """Read the named members of a (compressed) tar in one sequential pass; DataError if any is missing,
-    if a member name is unsafe, or if the archive is corrupt or truncated."""
+    if a member name is unsafe, if the archive is beyond the limits, or if it is corrupt or truncated."""
     path = Path(path)
     wanted = set(wanted)
     found: dict[str, bytes] = {}
+    require_regular_file(path)
+    budget = _Budget(path)
+    compressed = path.stat().st_size
     try:
-        with tarfile.open(path, "r|*") as tf:
+        with tarfile.open(path, "r|*", tarinfo=_BoundedTarInfo) as tf:
             for member in tf:
                 name = check_member_name(member.name, path)
-                if name in wanted and member.isfile():
+                budget.admit(member.name, member.size if member.isreg() else 0)
+                budget.stream(member.name, member.offset_data + member.size, compressed)
+                if name in wanted and not member.isreg():
+                    raise DataError(f"{path}: member {member.name!r} is a link or special file; "
+                                    "only regular files are read")
+                if name in wanted:
                     handle = tf.extractfile(member)
                     assert handle is not None
-                    found[name] = handle.read()
-    except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
+                    found[name] = _read_bounded(handle, MAX_MEMBER_BYTES, f"{path}: member {name!r}",
+                                                declared=member.size)
+                    if len(found) == len(wanted):  # what follows is never inflated
+                        break
+    except _TAR_READ_ERRORS as exc:
         raise DataError(f"{path}: corrupt or truncated tar archive ({type(exc).__name__}: {exc})") from None
     missing = sorted(wanted - set(found))
     if missing:
@@ -312,10 +562,16 @@ def read_tar_members(path: str | os.PathLike, wanted: Iterable[str]) -> dict[str
 def open_tree(path: str | os.PathLike) -> ImageTree:
     """Open a folder, a ZIP or a tar archive (chosen by suffix, else by content)."""
     path = Path(path).expanduser()
-    if path.is_dir():
+    try:
+        mode = os.stat(path).st_mode  # the path the user named may be a symlink; what is inside may not
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file or folder") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror})") from None
+    if stat.S_ISDIR(mode):
         return DirTree(path)
-    if not path.exists():
-        raise DataError(f"{path}: no such file or folder")
+    if not stat.S_ISREG(mode):
+        raise DataError(f"{path}: is {_file_kind(mode)}, not a folder, a ZIP archive or a tar archive")
     name = path.name.lower()
     if name.endswith(".zip"):
         return ZipTree(path)
@@ -323,11 +579,12 @@ def open_tree(path: str | os.PathLike) -> ImageTree:
         return TarTree(path)
     if zipfile.is_zipfile(path):
         return ZipTree(path)
-    try:
-        is_tar = tarfile.is_tarfile(path)
-    except (OSError, EOFError):
-        is_tar = False
-    if is_tar:
+    try:  # tarfile.is_tarfile, with the bounded header reader
+        with tarfile.open(path, "r:*", tarinfo=_BoundedTarInfo):
+            pass
+    except _TAR_READ_ERRORS:
+        pass
+    else:
         return TarTree(path)
     raise DataError(f"{path}: not a folder, a ZIP archive or a tar archive")
 
@@ -508,16 +765,24 @@ def fit_and_pad(image: Image.Image, size: int, pad_value: int) -> Image.Image:
     return canvas
 
 
+class _TooLarge(Exception):
+    pass
+
+
 def decode_image(data: bytes, spec: DecodeSpec, where: str) -> np.ndarray:
     """Decode one encoded image to (H, W, C) uint8; DataError naming `where` if it cannot be done."""
     mode = "L" if spec.channels == 1 else "RGB"
     try:
         with Image.open(io.BytesIO(data)) as image:
+            if image.width * image.height > MAX_IMAGE_PIXELS:  # from the header: nothing decoded yet
+                raise _TooLarge(f"{image.width}x{image.height} pixels, above {MAX_IMAGE_PIXELS} (MAX_IMAGE_PIXELS)")
             image.load()
             converted = image if image.mode == mode else image.convert(mode)
             if spec.image_size is not None:
                 converted = fit_and_pad(converted, spec.image_size, spec.pad_value)
             array = np.asarray(converted, dtype=np.uint8)
+    except _TooLarge as exc:
+        raise DataError(f"{where}: image of {exc}; refusing to decode it") from None
     except Exception as exc:  # Pillow raises many types (OSError, SyntaxError, ValueError, ...)
         raise DataError(f"{where}: cannot decode image ({type(exc).__name__}: {exc})") from None
     if spec.expected_hw is not None and array.shape[:2] != tuple(spec.expected_hw):

@@ -49,6 +49,17 @@ def load_prepared(path: str | Path) -> Prepared:
         )
 
 
+def stratified_subset(labels: np.ndarray, per_class: int, seed: int) -> np.ndarray:
+    """Sorted indices of at most `per_class` images of every class, drawn without replacement."""
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for cls in np.unique(labels):
+        members = np.flatnonzero(labels == cls)
+        rng.shuffle(members)
+        chosen.append(members[:per_class])
+    return np.sort(np.concatenate(chosen))
+
+
 def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Indices (kept, held_out): `fraction` of every class held out (at least one where a class has ≥ 2)."""
     rng = np.random.default_rng(seed)

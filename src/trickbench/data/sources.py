@@ -26,6 +26,7 @@ import io
 import json
 import os
 import pickle
+import sys
 import warnings
 import zipfile
 from dataclasses import dataclass, field
@@ -36,9 +37,10 @@ import numpy as np
 
 from trickbench.data.archives import (
     DataError, DataWarning, DecodeSpec, ImageTree, TreeLayout, decode_members, md5_file, open_tree,
-    read_tar_members, tree_layout,
+    read_regular_file, read_tar_members, require_regular_file, tree_layout,
 )
-from trickbench.io import atomic_path, sha256_file
+from trickbench.data.download import MIRROR_ENV, download_file, mirror_url
+from trickbench.io import sha256_file
 from trickbench.registry import Registry
 
 __all__ = [
@@ -47,6 +49,7 @@ __all__ = [
 ]
 
 SOURCES = Registry("data source")
+MANIFEST_MAX_BYTES = 2**20  # a MANIFEST.json beside an archive (../shared/datasets: 10 KiB)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -132,7 +135,7 @@ class Options:
 
     def choice(self, key: str, choices: tuple, default: Any) -> Any:
         value = self.given.get(key, default)
-        if value not in choices:
+        if not any(value == choice and type(value) is type(choice) for choice in choices):  # 3.0 is not 3
             raise DataError(f"{self._key(key)}: expected one of {list(choices)}, got {value!r}")
         return value
 
@@ -158,6 +161,11 @@ class Source:
 
     def decode(self, located: Located, opts: Options, *, progress: bool, workers: int | None) -> RawDataset:
         raise NotImplementedError
+
+    def image_side(self, opts: Options) -> int | None:
+        """Side of the square images `decode` will give when the options alone tell (None: only the files
+        tell); raises DataError for a bad value of an option it reads. `trickbench validate` calls it."""
+        return None
 
 
 def _source(name: str, options: Mapping[str, Any] | None) -> tuple[Source, Options]:
@@ -234,10 +242,10 @@ def _manifest_sha256(path: Path) -> tuple[Path, str] | None:
     if not manifest.is_file():
         return None
     try:
-        entry = json.loads(manifest.read_text())["archives"][path.name]["sha256"]
+        entry = json.loads(read_regular_file(manifest, MANIFEST_MAX_BYTES))["archives"][path.name]["sha256"]
     except (KeyError, TypeError):
         return None
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, DataError) as exc:
         warnings.warn(f"{manifest}: unreadable ({exc}); not using it to verify {path.name}", DataWarning,
                       stacklevel=3)
         return None
@@ -310,6 +318,9 @@ class Digits(Source):
 
     OPTIONS: ClassVar[dict[str, str]] = {}
 
+    def image_side(self, opts: Options) -> int | None:
+        return 8
+
     def locate(self, opts: Options, raw_dir: Path, *, fetching: bool) -> Located:
         path = _sklearn_digits_path()
         if not path.is_file():
@@ -341,12 +352,14 @@ class Digits(Source):
 # CIFAR-10 / CIFAR-100
 # ---------------------------------------------------------------------------------------------------
 # Official URL, archive MD5 and per-file MD5s, as torchvision's CIFAR10/CIFAR100 classes carry them
-# (tests check they still agree with the installed torchvision).
+# (tests check they still agree with the installed torchvision); `bytes`: the archive's size as the
+# server announces it (Content-Length of www.cs.toronto.edu), checked before and while downloading.
 CIFAR_SPECS: dict[str, dict[str, Any]] = {
     "cifar10": {
         "url": "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
         "filename": "cifar-10-python.tar.gz",
         "md5": "c58f30108f718f92721af3b95e74349a",
+        "bytes": 170_498_071,
         "base_folder": "cifar-10-batches-py",
         "train": [["data_batch_1", "c99cafc152244af753f735de768cd75f"],
                   ["data_batch_2", "d4bba439e000b95fd0a9bffe97cbabec"],
@@ -362,6 +375,7 @@ CIFAR_SPECS: dict[str, dict[str, Any]] = {
         "url": "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
         "filename": "cifar-100-python.tar.gz",
         "md5": "eb9058c3a382ffc7106e4002c42a8d85",
+        "bytes": 169_001_437,
         "base_folder": "cifar-100-python",
         "train": [["train", "16019d7e3df5f24257cddd939b257f8d"]],
         "test": [["test", "f0ef6b0ae62326f3e7ffdfab6717acfc"]],
@@ -383,25 +397,15 @@ _CIFAR_OPTIONS = {
     "test_archive": "ZIP (or folder/tar) of test images, <class>/<image> or test/<class>/<image>; "
                     "optional, needs train_archive",
     "md5": "expected MD5 of the .tar.gz (default: the official one torchvision carries); only for a re-packed "
-           "archive",
+           "archive or a mirror serving one",
+    "mirror": "base URL the download stage fetches the official .tar.gz from instead of "
+              "https://www.cs.toronto.edu/~kriz/ (the file name is appended; also $TRICKBENCH_DATA_MIRROR)",
 }
 
 
-def _download(url: str, raw_dir: Path, filename: str) -> Path:
-    """Download `url` to raw_dir/filename atomically (torchvision's downloader)."""
-    from torchvision.datasets.utils import download_url
-
-    target = raw_dir / filename
-    try:
-        with atomic_path(target) as tmp:
-            download_url(url, os.fspath(tmp.parent), tmp.name, None)
-    except Exception as exc:  # URLError, HTTPError, OSError, ...
-        raise DataError(
-            f"{target}: could not download {url} ({type(exc).__name__}: {exc}). Without network, set "
-            "data.options.root or .archive to a local copy, or .train_archive/.test_archive to ZIPs of "
-            "<split>/<class>/<image> (e.g. ../shared/datasets/cifar10/cifar10_train.zip and cifar10_test.zip)"
-        ) from None
-    return target
+def _local_copy_hint(spec: dict) -> str:
+    return (f"without network, set data.options.archive to a local copy of {spec['filename']} (or data.options.root "
+            f"to a folder holding it or {spec['base_folder']}/), or data.options.mirror / ${MIRROR_ENV} to a mirror")
 
 
 class _PickleGlobals(pickle.Unpickler):
@@ -464,6 +468,10 @@ class _Cifar(Source):
             return "fine"
         return opts.choice("label_type", tuple(self.spec()["label_keys"]), "fine")
 
+    def image_side(self, opts: Options) -> int | None:
+        self.label_type(opts)
+        return 32
+
     # ---- locate
     def locate(self, opts: Options, raw_dir: Path, *, fetching: bool) -> Located:
         spec = self.spec()
@@ -473,6 +481,9 @@ class _Cifar(Source):
         if len(modes) > 1:
             raise DataError(f"data.options: give only one of root, archive, train_archive (got {', '.join(modes)})")
         label_type = self.label_type(opts)
+        if opts.text("mirror") is not None and modes:
+            raise DataError(f"data.options.mirror: only used to download the official archive; "
+                            f"data.options.{modes[0]} gives a local copy instead")
         if opts.has("train_archive"):
             archives = {"train": opts.path("train_archive"), "test": opts.path("test_archive")}
             return self._locate_trees(archives, label_type, fetching=fetching)
@@ -480,6 +491,8 @@ class _Cifar(Source):
         if archive is not None:
             if not archive.exists():
                 raise DataError(f"{archive}: no such file (data.options.archive)")
+            if not archive.is_dir():
+                require_regular_file(archive, " (data.options.archive)")
             if archive.is_dir() or archive.name.lower().endswith(".zip") or zipfile.is_zipfile(archive):
                 return self._locate_trees({"both": archive}, label_type, fetching=fetching)
             return self._locate_tarball(archive, opts, fetching=fetching)
@@ -498,22 +511,41 @@ class _Cifar(Source):
         if (raw_dir / spec["base_folder"]).is_dir():
             return self._locate_extracted(raw_dir / spec["base_folder"])
         tarball = raw_dir / spec["filename"]
+        if fetching:
+            return self._fetch_tarball(tarball, opts)
         if not tarball.is_file():
-            if not fetching:
-                raise DataError(f"{tarball}: not found; run the download stage first (or set data.options.root, "
-                                ".archive or .train_archive)")
-            _download(spec["url"], raw_dir, spec["filename"])
-        return self._locate_tarball(tarball, opts, fetching=fetching)
+            raise DataError(f"{tarball}: not found; run the download stage first (or set data.options.root, "
+                            ".archive or .train_archive)")
+        return self._locate_tarball(tarball, opts, fetching=fetching, retry="; run the download stage again")
 
-    def _locate_tarball(self, path: Path, opts: Options, *, fetching: bool) -> Located:
+    def _fetch_tarball(self, tarball: Path, opts: Options) -> Located:
+        """The download stage without a local copy: a file already under the real name is verified like any
+        other (never trusted for existing) and fetched again if it fails; else it is downloaded."""
+        spec = self.spec()
+        if os.path.lexists(tarball):
+            try:
+                return self._locate_tarball(tarball, opts, fetching=True)
+            except DataError as exc:
+                warnings.warn(f"{exc}; downloading it again", DataWarning, stacklevel=3)
+        url = mirror_url(spec["url"], opts.text("mirror"), key="data.options.mirror")
+        expected_bytes = None if opts.has("md5") else spec["bytes"]  # a re-packed archive has its own size
+        print(f"download: fetching {url} -> {tarball}", file=sys.stdout, flush=True)
+        got = download_file(url, tarball, md5=opts.text("md5") or spec["md5"], expected_bytes=expected_bytes,
+                            local_copy=_local_copy_hint(spec))
+        return self._locate_tarball(tarball, opts, fetching=True, md5=got["md5"], sha256=got["sha256"],
+                                    url=url)
+
+    def _locate_tarball(self, path: Path, opts: Options, *, fetching: bool, md5: str | None = None,
+                        sha256: str | None = None, url: str | None = None, retry: str = "") -> Located:
         spec = self.spec()
         expected = opts.text("md5") or spec["md5"]
         what = "data.options.md5" if opts.has("md5") else f"the official MD5 (torchvision {self.NAME.upper()})"
-        got = md5_file(path)
+        got = md5 or md5_file(path)
         if got != expected:
             raise DataError(f"{path}: MD5 {got} does not match {what} {expected} "
-                            "(corrupt, truncated or not the official python release)")
-        record = _file_record(path, "archive", f"md5 {got} matches {what}")
+                            f"(corrupt, truncated or not the official python release){retry}")
+        check = f"md5 {got} matches {what}" + (f"; downloaded from {url}" if url else "")
+        record = _file_record(path, "archive", check, sha256=sha256)
         return Located([record], {"format": "official python pickles (.tar.gz)"}, {"tarball": path})
 
     def _locate_extracted(self, folder: Path) -> Located:
@@ -592,7 +624,7 @@ class _Cifar(Source):
             blobs = {name: (raw[f"{base}/{name}"], f"{tarball}: member '{base}/{name}'") for name in wanted}
         else:
             folder = located.state["folder"]
-            blobs = {name: ((folder / name).read_bytes(), os.fspath(folder / name)) for name in wanted}
+            blobs = {name: (read_regular_file(folder / name), os.fspath(folder / name)) for name in wanted}
         meta_blob, meta_where = blobs[spec["meta"][0]]
         meta = _unpickle(meta_blob, meta_where)
         if names_key not in meta:
@@ -627,7 +659,9 @@ class Cifar10(_Cifar):
 
     Where the files come from (options, at most one of root / archive / train_archive):
     - none: raw_dir/cifar-10-batches-py/ or raw_dir/cifar-10-python.tar.gz; `fetch` downloads the
-      official archive there with torchvision (URL and MD5 of torchvision's CIFAR10 class);
+      official archive there (URL, MD5 and size as torchvision's CIFAR10 class has them; streamed to a
+      temporary name, verified, renamed; a file already there is verified first and fetched again if it
+      fails); `mirror` (or $TRICKBENCH_DATA_MIRROR) replaces the base URL;
     - root: a folder holding the extracted cifar-10-batches-py/ (each file checked against its official
       MD5) or cifar-10-python.tar.gz; archive: the official .tar.gz (MD5 checked; `md5` overrides) or one
       ZIP with train/ and test/ image folders;
@@ -644,7 +678,7 @@ class Cifar10(_Cifar):
 @SOURCES.register("cifar100", "CIFAR-100 (60,000 32x32 RGB, 100 fine / 20 coarse classes): official python archive")
 class Cifar100(_Cifar):
     """CIFAR-100, 32x32x3, 100 fine classes (default) or 20 coarse superclasses (`label_type: coarse`),
-    train 50,000 / test 10,000. Options root, archive, train_archive, test_archive and md5 work as for
+    train 50,000 / test 10,000. Options root, archive, train_archive, test_archive, md5 and mirror work as for
     cifar10, with the folder cifar-100-python/ (files train, test, meta), the archive
     cifar-100-python.tar.gz and torchvision's CIFAR100 URL and MD5s; image-folder ZIPs must hold 100 class
     folders and only give fine labels (label_type: coarse needs the official archive).
@@ -671,6 +705,9 @@ class _TreeSource(Source):
 
     def decode_spec(self, opts: Options) -> DecodeSpec:
         raise NotImplementedError
+
+    def image_side(self, opts: Options) -> int | None:
+        return self.decode_spec(opts).image_size
 
     def locate(self, opts: Options, raw_dir: Path, *, fetching: bool) -> Located:
         self.decode_spec(opts)  # option errors before any file work

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from trickbench.provenance import KEYS as PROVENANCE_KEYS
 from trickbench.report.paper import ACTIVATION_ORDER, ReferenceTable
 
 METRIC_LABELS = {
@@ -32,6 +33,7 @@ def runs_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
         row.update({key: _label(value) for key, value in record["axes"].items()})
         row.update({key: record.get(key, math.nan) for key in METRIC_LABELS})
         row["epochs_run"] = record.get("epochs_run", math.nan)
+        row.update({key: (record.get("provenance") or {}).get(key, "") for key in PROVENANCE_KEYS})
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -103,15 +105,17 @@ def _html_cell(value: Any) -> str:
     return str(value)
 
 
-def to_html(table: pd.DataFrame, caption: str) -> str:
-    """A standalone HTML page (the Snakemake report shows it inline): the caption, then the table, every
-    cell escaped."""
+def to_html(table: pd.DataFrame, caption: str, footer: str = "") -> str:
+    """A standalone HTML page (the Snakemake report shows it inline): the caption, the table, every cell
+    escaped, and `footer` (the Markdown's italic line of where the runs were made) under it."""
     import html
 
     body = table.map(_html_cell).to_html(index=False, border=0, escape=True)
     title = html.escape(caption.splitlines()[0] if caption else "table")
+    under = f'\n<p class="footer"><em>{html.escape(footer.strip("_"))}</em></p>' if footer else ""
     return (f'<!DOCTYPE html>\n<html lang="en">\n<head><meta charset="utf-8"><title>{title}</title>'
-            f"<style>{HTML_STYLE}</style></head>\n<body>\n<p>{html.escape(caption)}</p>\n{body}\n</body>\n</html>\n")
+            f"<style>{HTML_STYLE}</style></head>\n<body>\n<p>{html.escape(caption)}</p>\n{body}{under}\n"
+            "</body>\n</html>\n")
 
 
 # ------------------------------------------------------------------------------------------ paper table

@@ -5,8 +5,8 @@ from typing import Any
 
 import numpy as np
 
-from trickbench.data.prepared import Prepared, save_prepared, stratified_split
-from trickbench.io import atomic_path, read_json, write_json
+from trickbench.data.prepared import Prepared, save_prepared, stratified_split, stratified_subset
+from trickbench.io import atomic_path, digest_json, read_json, write_json
 from trickbench.paths import Layout
 from trickbench import tracking
 
@@ -17,8 +17,19 @@ def download(params: dict[str, Any], layout: Layout) -> dict[str, Any]:
 
     data = params["data"]
     record = fetch(data["source"], data["options"], layout.raw_dir)
+    if "class_names" in record:  # image trees: the class folders are known before decoding
+        require_two_classes(record["class_names"], record["files"][0]["path"])
     write_json(layout.download_record, record)
     return record
+
+
+def require_two_classes(class_names: list[str], where: str) -> None:
+    """A single class leaves nothing to learn (every error would be 0): refuse it before any output."""
+    from trickbench.data.archives import DataError
+
+    if len(class_names) < 2:
+        raise DataError(f"{where}: {len(class_names)} class ({', '.join(map(str, class_names)) or 'none'}); "
+                        "expected at least 2 classes")
 
 
 def prepare(params: dict[str, Any], layout: Layout, progress: bool = True) -> dict[str, Any]:
@@ -28,7 +39,9 @@ def prepare(params: dict[str, Any], layout: Layout, progress: bool = True) -> di
     data = params["data"]
     if not layout.download_record.exists():
         raise FileNotFoundError(f"{layout.download_record}: missing; run the download stage first")
+    tracking.check_store(params)  # a store that cannot be used fails before any output is written
     raw = load(data["source"], data["options"], layout.raw_dir, progress=progress)
+    require_two_classes(list(raw.class_names), f"data.source {data['source']}")
     images, labels = raw.train.images, raw.train.labels
     if raw.test is None:  # no labelled test split (digits, NDSB): hold one out of the training data
         kept, held = stratified_split(labels, data["test_fraction"], data["split_seed"])
@@ -37,6 +50,8 @@ def prepare(params: dict[str, Any], layout: Layout, progress: bool = True) -> di
     else:
         test_images, test_labels = raw.test.images, raw.test.labels
     kept, held = stratified_split(labels, data["val_fraction"], data["split_seed"] + 1)
+    if data["train_per_class"] is not None:
+        kept = kept[stratified_subset(labels[kept], data["train_per_class"], data["split_seed"] + 2)]
     prepared = Prepared(
         images={"train": images[kept], "val": images[held], "test": test_images},
         labels={"train": labels[kept], "val": labels[held], "test": test_labels},
@@ -52,13 +67,15 @@ def prepare(params: dict[str, Any], layout: Layout, progress: bool = True) -> di
         "test_split": "source" if raw.test is not None else f"held out ({data['test_fraction']:g} of train)",
         "val_fraction": data["val_fraction"],
         "split_seed": data["split_seed"],
+        "train_per_class": data["train_per_class"],
         "provenance": raw.provenance,
     }
     save_prepared(layout.prepared, prepared)
     write_json(layout.manifest, manifest)
-    run = tracking.open_run(params, f"{params['tracking']['experiment_prefix']}-{tracking.DATA_EXPERIMENT}",
+    run = tracking.open_run(params, tracking.experiment_name(params, tracking.DATA_EXPERIMENT),
                             "prepare", {"trickbench.stage": "prepare", "trickbench.data_digest": manifest["digest"]},
-                            {"data": data})
+                            {"data": data}, identity=digest_json(["prepare", data, manifest["digest"]]),
+                            reuse_finished=True)
     run.log_dataset(data["source"], manifest["digest"], str(layout.prepared),
                     {"features": prepared.images["train"], "targets": prepared.labels["train"]}, "training")
     run.log_artifact(layout.manifest)
@@ -76,6 +93,7 @@ def stats(params: dict[str, Any], layout: Layout) -> dict[str, Any]:
     from trickbench.data.prepared import load_prepared
     from trickbench.data.stats import compute_stats, plot_spectrum
 
+    tracking.check_store(params)
     prepared = load_prepared(layout.prepared)
     summary, arrays = compute_stats(prepared.images["train"], epsilon=params["stats"]["whitening_epsilon"],
                                    whiten=params["stats"]["whitening"])
@@ -85,9 +103,10 @@ def stats(params: dict[str, Any], layout: Layout) -> dict[str, Any]:
             np.savez(handle, **arrays)
     write_json(layout.stats_json, summary)
     figure = plot_spectrum(summary, arrays)  # the report stage writes it under results/
-    run = tracking.open_run(params, f"{params['tracking']['experiment_prefix']}-{tracking.DATA_EXPERIMENT}",
+    run = tracking.open_run(params, tracking.experiment_name(params, tracking.DATA_EXPERIMENT),
                             "stats", {"trickbench.stage": "stats", "trickbench.data_digest": summary["data_digest"]},
-                            {"stats": params["stats"]})
+                            {"stats": params["stats"]}, identity=digest_json(["stats", params["stats"], summary["data_digest"]]),
+                            reuse_finished=True)
     run.log_metrics({f"eigenvalue_{i}": v for i, v in enumerate(summary["eigenvalues"])}, step=0)
     run.log_artifact(layout.stats_json)
     run.log_figure(figure, "pca_spectrum.png")
@@ -101,6 +120,7 @@ def init_tracking(params: dict[str, Any], layout: Layout) -> dict[str, Any]:
     if not params["tracking"]["enabled"]:
         record: dict[str, Any] = {"enabled": False}
     else:
+        tracking.check_store(params)
         uri = tracking.tracking_uri(params)
         names = [tracking.experiment_name(params, s) for s in [tracking.DATA_EXPERIMENT, *params["studies"]]]
         record = {"enabled": True, "uri": uri, "experiments": tracking.ensure_experiments(uri, names)}

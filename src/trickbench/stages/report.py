@@ -19,9 +19,9 @@ from typing import Any
 
 import pandas as pd
 
-from trickbench import tracking
+from trickbench import provenance, tracking
 from trickbench.grid import axis_keys, study_points
-from trickbench.io import atomic_path, read_json, write_text
+from trickbench.io import atomic_path, digest_json, read_json, write_text
 from trickbench.paths import Layout
 from trickbench.report.outputs import class_counts_outputs, curves_table, metrics_file, runs_html, study_outputs
 
@@ -81,16 +81,19 @@ def save_figure(figure: Any, path: Path, params: dict[str, Any]) -> Path:
     return path
 
 
-def write_table(table: pd.DataFrame, stem: Path, caption: str, csv_table: pd.DataFrame | None = None) -> list[Path]:
-    """Markdown, LaTeX and HTML of the display table; the CSV holds `csv_table` (numbers) where given."""
+def write_table(table: pd.DataFrame, stem: Path, caption: str, csv_table: pd.DataFrame | None = None,
+                footer: str = "") -> list[Path]:
+    """Markdown, LaTeX and HTML of the display table, `footer` (where the runs were made) under it; the CSV
+    holds `csv_table` (numbers) where given."""
     from trickbench.report.tables import to_html, to_latex, to_markdown
 
     paths = [stem.with_suffix(".md"), stem.with_suffix(".csv"), stem.with_suffix(".tex"), stem.with_suffix(".html")]
-    write_text(paths[0], f"{caption}\n\n{to_markdown(table)}")
+    write_text(paths[0], f"{caption}\n\n{to_markdown(table)}" + (f"\n{footer}\n" if footer else ""))
     with atomic_path(paths[1]) as tmp:
         (table if csv_table is None else csv_table).to_csv(tmp, index=False)
-    write_text(paths[2], to_latex(table, caption))
-    write_text(paths[3], to_html(table, caption))
+    latex = to_latex(table, caption)
+    write_text(paths[2], latex + (f"% {footer.strip('_')}\n" if footer else ""))
+    write_text(paths[3], to_html(table, caption, footer))
     return paths
 
 
@@ -153,22 +156,24 @@ def study_report(params: dict[str, Any], layout: Layout, study: str, data: Study
     metrics = settings["metrics"]
     outputs = study_outputs(params, layout, study)
     stem = lambda key: outputs[f"{key}_md"].with_suffix("")  # noqa: E731
+    made = provenance.footer(data.records)
 
     # tables
     summary = summary_table(frame, group_keys, metrics)
     write_table(display_table(summary, group_keys, metrics), stem("summary"),
-                f"Study `{study}`: final metrics, mean ± std over seeds (n = seeds).")
+                f"Study `{study}`: final metrics, mean ± std over seeds (n = seeds).", footer=made)
     if "activation" in keys:
         by_activation = summary_table(frame, ["activation"], metrics)
         write_table(display_table(by_activation, ["activation"], metrics), stem("activations"),
-                    f"Study `{study}`: per activation, mean ± std over seeds and the other axes.")
+                    f"Study `{study}`: per activation, mean ± std over seeds and the other axes.", footer=made)
         table_settings = settings["paper_table"]
         reference = paper_reference(table_settings["reference"])
         pair = table_settings["metrics"]
         numeric = paper_table(frame, pair, reference, table_settings["baseline"], table_settings["alpha"],
                               table_settings["correction"])
         write_table(paper_display(numeric, pair, reference, table_settings["baseline"], table_settings["correction"]),
-                    stem("paper_table"), paper_caption(params, study, reference, pair), csv_table=numeric)
+                    stem("paper_table"), paper_caption(params, study, reference, pair), csv_table=numeric,
+                    footer=made)
     ensemble = read_json(layout.ensemble_json(study))
     columns = ["kind", "label", "size", ensemble["metric"], "test_error", "test_loss", "best_single_test_error",
                "gain_test_error", "best_single_test_loss", "gain_test_loss", "gain_over_best_member_test_error"]
@@ -177,7 +182,7 @@ def study_report(params: dict[str, Any], layout: Layout, study: str, data: Study
                 f"Study `{study}`: ensembles (members chosen by {ensemble['metric']}, never by a test metric) "
                 f"against the best single model by {ensemble['metric']}"
                 + (f" ({ensemble['best_single']['point_id']})" if "best_single" in ensemble else "")
-                + "; gain = best single − ensemble (positive: the ensemble is better).")
+                + "; gain = best single − ensemble (positive: the ensemble is better).", footer=made)
 
     # diagnosis
     thresholds = Thresholds.from_params(settings["diagnosis"])
@@ -192,7 +197,7 @@ def study_report(params: dict[str, Any], layout: Layout, study: str, data: Study
     with atomic_path(outputs["diagnosis_csv"]) as tmp:
         diagnosis.to_csv(tmp, index=False)
     write_text(outputs["diagnosis_html"], to_html(diagnosis, f"Study `{study}`: automatic diagnosis of every run "
-                                                             "(seed §7); the rules in words: diagnosis.md."))
+                                                             "(seed §7); the rules in words: diagnosis.md.", made))
 
     # figures
     hue = main_axis(keys)
@@ -309,8 +314,11 @@ def report(params: dict[str, Any], layout: Layout) -> list[Path]:
         all_records += data.records
         all_curves.append(data.curves)
         headlines[study] = headline(params, layout, study, data.records)
+        identity = digest_json(["summary", study, params["report"], [r["run_digest"] for r in data.records],
+                                read_json(layout.ensemble_json(study))])
         run = tracking.open_run(params, tracking.experiment_name(params, study), f"summary-{study}",
-                                {"trickbench.study": study, "trickbench.kind": "summary"}, {"report": params["report"]})
+                                {"trickbench.study": study, "trickbench.kind": "summary"}, {"report": params["report"]},
+                                identity=identity, reuse_finished=True)
         for path in paths + [layout.spectrum_figure]:
             run.log_artifact(path, "report")
         outputs = study_outputs(params, layout, study)
@@ -320,7 +328,8 @@ def report(params: dict[str, Any], layout: Layout) -> list[Path]:
     runs = runs_frame(all_records)
     with atomic_path(layout.runs_table) as tmp:
         runs.to_csv(tmp, index=False)
-    write_text(runs_html(layout), to_html(runs, "Every run of every study: axis values, status and final metrics."))
+    write_text(runs_html(layout), to_html(runs, "Every run of every study: axis values, status and final metrics.",
+                                          provenance.footer(all_records)))
     curves = pd.concat(all_curves, ignore_index=True) if all_curves else pd.DataFrame()
     if len(curves):
         curves.insert(0, "run", curves["study"] + "/" + curves["point_id"])
@@ -329,4 +338,8 @@ def report(params: dict[str, Any], layout: Layout) -> list[Path]:
     with atomic_path(curves_table(layout)) as tmp:
         curves.to_csv(tmp, index=False)
     write_json(metrics_file(layout), _finite_or_none(headlines))
-    return [layout.runs_table, runs_html(layout), curves_table(layout), metrics_file(layout), *written]
+    outputs = [layout.runs_table, runs_html(layout), curves_table(layout), metrics_file(layout), *written]
+    # the record of this report (not committed): what makes a fresh clone's `snakemake` run the pipeline
+    write_json(layout.report_record, {"outputs": [str(path) for path in outputs],
+                                      "runs": [r["run_digest"] for r in all_records]})
+    return outputs

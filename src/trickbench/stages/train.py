@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from trickbench import tracking
+from trickbench import provenance, tracking
 from trickbench.grid import GridPoint, find_point, study_points
 from trickbench.io import atomic_path, digest_json, read_json, write_json
 from trickbench.paths import Layout
@@ -82,6 +82,7 @@ def train_point(params: dict[str, Any], layout: Layout, study: str, point_id: st
     from trickbench.train.loop import finetune_source, load_checkpoint, resolve_device, train
 
     point = find_point(params, study, point_id)
+    tracking.check_store(params)  # before anything is written or trained
     if point.config["finetune_from"]:  # a bad path is the user's input error: fail before opening a run
         finetune_source(point.config["finetune_from"])
     manifest = _read_input(layout.manifest, read_json)
@@ -97,14 +98,17 @@ def train_point(params: dict[str, Any], layout: Layout, study: str, point_id: st
     checkpoint_path = layout.checkpoint(study, point_id)
     previous = load_checkpoint(checkpoint_path, digest)
 
+    machine = provenance.machine(resolve_device(point.config["device"]))
     tags = {
+        **provenance.tags(machine),
         "trickbench.study": study, "trickbench.grid_point": point_id,
         "trickbench.params_digest": point.config_digest, "trickbench.data_digest": manifest["digest"],
         "trickbench.run_digest": digest, **{f"axis.{k}": str(v) for k, v in point.axes.items()},
     }
     run = tracking.open_run(params, tracking.experiment_name(params, study), point_id, tags,
                             {**point.config, "data.source": params["data"]["source"]},
-                            run_id=previous.get("mlflow_run_id") if previous else None, background=True)
+                            run_id=previous.get("mlflow_run_id") if previous else None, background=True,
+                            identity=digest)
     if previous is not None:
         log_missing_epochs(run, previous["history"])
     else:
@@ -117,15 +121,12 @@ def train_point(params: dict[str, Any], layout: Layout, study: str, point_id: st
         result = train(point.config, prepared, stats, config_digest=digest, checkpoint_path=checkpoint_path,
                        tracker=run, on_epoch=progress)
     except BaseException as error:
-        from trickbench.data.sources import DataError
-        from trickbench.params import ParamsError
-
-        # bad input (the CLI names it in one line) leaves nothing behind; any other end is recorded as failed
-        if isinstance(error, (DataError, ParamsError)):
-            progress.discard()
-        else:
-            progress.failed(error)
-        run.end("FAILED")
+        record_end(progress, error)
+        end_quietly(run, "FAILED")
+        if tracking.is_store_failure(error):
+            raise tracking.TrackingError(f"grid point {study}/{point_id}: the tracking store stopped answering "
+                                         f"({type(error).__name__}); the checkpoint {checkpoint_path} is kept: "
+                                         "rerun to resume and log what MLflow missed") from error
         raise
 
     write_csv(run_dir / "history.csv", result.history,
@@ -141,23 +142,61 @@ def train_point(params: dict[str, Any], layout: Layout, study: str, point_id: st
         "study": study, "point_id": point_id, "axes": point.axes, "config": point.config,
         "status": result.status, "run_digest": digest, "data_digest": manifest["digest"],
         "mlflow_run_id": run.run_id, "resumed_from_epoch": result.resumed_from_epoch, **result.metrics,
+        "provenance": machine,
     }
+    try:
+        log_finished_run(run, result, metrics, run_dir, title=f"{study}: {point_id}")
+    except BaseException as error:
+        record_end(progress, error)
+        if tracking.is_store_failure(error):
+            raise tracking.TrackingError(f"grid point {study}/{point_id}: trained, but the tracking store stopped "
+                                         f"answering ({type(error).__name__}); the checkpoint {checkpoint_path} is "
+                                         "kept: rerun to log the run without training again") from error
+        raise
+    write_json(run_dir / "metrics.json", metrics)  # last: its presence marks a complete, logged run
+    progress.finished(result.status)
+    # the run is complete: a later rerun (forced, or code changed) must train afresh, not finish the old run
+    checkpoint_path.unlink(missing_ok=True)
+    return metrics
+
+
+def record_end(progress: TrainProgress, error: BaseException) -> None:
+    """A job that ends by an error or a signal says so in its progress record (`trickbench status`: failed);
+    bad input (the CLI names it in one line) leaves nothing behind."""
+    from trickbench.data.sources import DataError
+    from trickbench.params import ParamsError
+
+    if isinstance(error, (DataError, ParamsError)):
+        progress.discard()
+    else:
+        progress.failed(error)
+
+
+def log_finished_run(run: Any, result: Any, metrics: dict[str, Any], run_dir: Path, title: str) -> None:
+    """Everything MLflow gets once a run is trained; metrics.json is logged from a copy, as the real file is
+    written only after the run is logged and ended."""
+    import tempfile
 
     run.log_metrics({f"final_{k}": v for k, v in result.metrics.items()}, step=len(result.history))
     run.set_tags({"trickbench.status": result.status})
     from trickbench.report.figures import learning_curve_figure  # seaborn: seconds, so only once trained
 
-    figure = learning_curve_figure(result.history, title=f"{study}: {point_id}")
+    figure = learning_curve_figure(result.history, title=title)
     run.log_figure(figure, "learning_curves.png")
     for name in ("history.csv", "batch_loss.csv", "diagnostics.json"):
         run.log_artifact(run_dir / name)
-    write_json(run_dir / "metrics.json", metrics)  # last: its presence marks a complete run
-    progress.finished(result.status)
-    # the run is complete: a later rerun (forced, or code changed) must train afresh, not finish the old run
-    checkpoint_path.unlink(missing_ok=True)
-    run.log_artifact(run_dir / "metrics.json")
-    run.end("FINISHED" if result.status == "completed" else "FAILED")
-    return metrics
+    with tempfile.TemporaryDirectory(prefix=".metrics-", dir=run_dir) as folder:
+        write_json(Path(folder) / "metrics.json", metrics)
+        run.log_artifact(Path(folder) / "metrics.json")
+        run.end("FINISHED" if result.status == "completed" else "FAILED")
+
+
+def end_quietly(run: Any, status: str) -> None:
+    """End a run that failed; a store that is down too must not hide the first error."""
+    try:
+        run.end(status)
+    except Exception as error:  # the original error is the one to report
+        print(f"warning: could not mark the MLflow run {status}: {type(error).__name__}: {error}", flush=True)
 
 
 def train_study(params: dict[str, Any], layout: Layout, study: str) -> list[dict[str, Any]]:
