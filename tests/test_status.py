@@ -32,7 +32,7 @@ def project(tmp_path_factory):
     params = tiny_params()
     params["tracking"]["enabled"] = False
     params["train"].update({"epochs": EPOCHS, "width": 2, "batch_size": 256})
-    params["studies"]["blowup"] = {"base": {"lr": 1.0e6, "epochs": 3, "width": 4, "batch_size": 128},  # NaN in epoch 1
+    params["studies"]["blowup"] = {"base": {"lr": 100, "epochs": 3, "width": 4, "batch_size": 128},  # NaN in epoch 1
                                    "axes": {"seed": [0]}}
     write_params(root / "params.yaml", params)
     loaded = load_params(root / "params.yaml")
