@@ -52,13 +52,13 @@ def test_snakemake_report_shows_every_marked_table_and_figure(project):
     run([str(BIN / "snakemake"), "--cores", "1", "--report", "results/report.zip"], project)
     with zipfile.ZipFile(project / "results" / "report.zip") as archive:
         names = archive.namelist()
-    for name in ("paper_table.csv", "diagnosis.csv", "learning_curves.png", "batch_loss.png", "accuracy_gap.png",
+    for name in ("paper_table.html", "diagnosis.html", "learning_curves.png", "batch_loss.png", "accuracy_gap.png",
                  "init_activation_heatmap.png", "init_activation_std.png", "dead_units.png", "ensemble_gains.png",
-                 "ensembles.csv", "runs.csv", "pca_spectrum.png"):
+                 "ensembles.html", "runs.html", "pca_spectrum.png"):  # tables as HTML: shown inline
         assert any(n.endswith(name) for n in names), name
     run([str(BIN / "snakemake"), "--cores", "1", "--report", "results/report.html"], project)
     html = (project / "results" / "report.html").read_text(errors="replace")
-    assert "paper_table.csv" in html and "rolling minimum" in html  # the captions are embedded
+    assert "paper_table.html" in html and "rolling minimum" in html  # the captions are embedded
 
 
 def test_the_study_summary_run_in_mlflow_holds_the_report(project):

@@ -44,10 +44,10 @@ def test_outputs_depend_only_on_the_axes(tmp_path):
         "regs": {"axes": {"regularizers": [[], ["l2"]]}},
         "inits": {"axes": {"initializer": ["zeros", "he_normal"]}},
     }, tmp_path)
-    common = {"summary_md", "summary_csv", "summary_tex", "ensembles_md", "ensembles_csv", "ensembles_tex",
-              "diagnosis_md", "diagnosis_csv", "learning_curves", "comparison", "accuracy_gap", "batch_loss",
+    common = {"summary_md", "summary_csv", "summary_tex", "summary_html", "ensembles_md", "ensembles_csv",
+              "ensembles_tex", "ensembles_html", "diagnosis_md", "diagnosis_csv", "diagnosis_html", "learning_curves", "comparison", "accuracy_gap", "batch_loss",
               "ensemble_gains"}
-    paper = {f"{name}_{ext}" for name in ("activations", "paper_table") for ext in ("md", "csv", "tex")}
+    paper = {f"{name}_{ext}" for name in ("activations", "paper_table") for ext in ("md", "csv", "tex", "html")}
     assert keys_of(params, tmp_path, "both") == common | paper | {"dead_units", "init_activation_std",
                                                                    "init_activation_heatmap"}
     assert keys_of(params, tmp_path, "lrs") == common | {"lr_curves"}
@@ -66,7 +66,7 @@ def test_every_shown_output_has_a_caption_file(tmp_path):
     assert {e.caption for e in shown} >= {item[1] for item in REPORT_ITEMS.values()}
     for entry in shown:
         assert (REPO / "workflow" / "report" / f"{entry.caption}.rst").is_file(), entry.caption
-    assert all(e.path.suffix in (".csv", ".png") for e in shown)  # tables as CSV, figures as images
+    assert all(e.path.suffix in (".html", ".png") for e in shown)  # tables as HTML (shown inline), figures as images
     declared = report_outputs(params, Layout.from_params(params))
     assert len(set(declared)) == len(declared) == len(entries)  # each output declared once
 
@@ -118,6 +118,7 @@ def write_run(layout: Layout, point, rng: np.random.Generator, diverged: bool = 
     np.savez(run_dir / "predictions.npz", **predictions)
     write_json(run_dir / "metrics.json", {"study": point.study, "point_id": point.point_id, "axes": point.axes,
                                           "config": point.config, "status": "diverged" if diverged else "completed",
+                                          "run_digest": point.config_digest,  # as train_point writes one
                                           **metrics})
 
 

@@ -169,6 +169,13 @@ def cmd_train(args: argparse.Namespace) -> None:
     print(f"train {args.study}/{args.point}: {metrics['status']}, test error {metrics['test_error']:.4f}")
 
 
+def cmd_status(args: argparse.Namespace) -> None:
+    from trickbench.stages.status import status, status_text
+
+    params = _params(args)
+    print(status_text(status(params, _layout(params))))
+
+
 def cmd_slots(args: argparse.Namespace) -> None:
     from trickbench.slots import slot_dir, status, visible_devices
 
@@ -247,6 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     train = add("train", cmd_train, "train one grid point")
     train.add_argument("--study", required=True)
     train.add_argument("--point", required=True)
+    add("status", cmd_status, "per study: grid points done, running (last epoch), failed, pending; time left")
     add("slots", cmd_slots, "show the GPU slots of this machine and which train job holds each")
     add("train-study", cmd_train_study, "train every grid point of a study (keeps finished ones)").add_argument(
         "--study", required=True)
@@ -260,7 +268,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# what a shell reports for a command killed by SIGPIPE (128 + 13), as `grid | head` expects of any Unix tool
+EXIT_BROKEN_PIPE = 141
+
+
 def main(argv: list[str] | None = None) -> int:
+    try:
+        code = _main(argv)
+        sys.stdout.flush()  # inside the try: a reader gone before the last buffered line is the same case
+    except BrokenPipeError:
+        # the reader (`head`, `less`) closed the pipe: stop quietly. stdout goes to /dev/null so the
+        # interpreter's own flush at exit does not report the same broken pipe again (Python docs, signal)
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+    return code
+
+
+def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     from trickbench.grid import GridError
     from trickbench.params import ParamsError

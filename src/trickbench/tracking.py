@@ -62,6 +62,12 @@ def client(uri: str) -> Any:
     return MlflowClient(tracking_uri=uri)
 
 
+# MLflow 3's UI opens an experiment without this tag in its GenAI view (an empty traces page); this kind
+# opens it on the runs table, as a training experiment (the values are the UI's ExperimentKind)
+KIND_TAG, TRAINING_KIND = "mlflow.experimentKind", "custom_model_development"
+EXPERIMENT_KIND = {KIND_TAG: TRAINING_KIND}
+
+
 def ensure_experiments(uri: str, names: list[str]) -> dict[str, str]:
     mlflow_client = client(uri)
     location = artifact_root(uri)
@@ -70,11 +76,14 @@ def ensure_experiments(uri: str, names: list[str]) -> dict[str, str]:
         found = retry(lambda: mlflow_client.get_experiment_by_name(name))
         if found is None:
             try:
-                ids[name] = retry(lambda: mlflow_client.create_experiment(name, artifact_location=location))
+                ids[name] = retry(lambda: mlflow_client.create_experiment(name, artifact_location=location,
+                                                                          tags=EXPERIMENT_KIND))
             except Exception:  # another process created it in between
                 ids[name] = retry(lambda: mlflow_client.get_experiment_by_name(name)).experiment_id
         else:
             ids[name] = found.experiment_id
+            if found.tags.get(KIND_TAG) is None:  # made before trickbench set the kind: open it on runs too
+                retry(lambda: mlflow_client.set_experiment_tag(found.experiment_id, KIND_TAG, TRAINING_KIND))
     return ids
 
 

@@ -98,10 +98,26 @@ def lr_curves_figure(curves: pd.DataFrame, metric: str = "train_loss", hue: str 
     return figure
 
 
+def rolling_band(loss: pd.Series, window: int, log: bool) -> tuple[pd.Series, pd.Series, pd.Series]:
+    """(centre, lower, upper) of the batch-loss band over `window` batches.
+
+    log (all losses > 0, drawn on a log axis): the geometric mean ×/÷ the geometric std, i.e. mean ± std of
+    log(loss) taken back, so the band is > 0 and symmetric on the axis it is drawn on. An arithmetic
+    mean − std goes below 0 wherever the loss is noisy, and a log axis turns that into false spikes to the
+    bottom. Otherwise: the arithmetic mean ± one std."""
+    values = np.log(loss) if log else loss
+    rolling = values.rolling(window, min_periods=1)
+    mean, std = rolling.mean(), rolling.std().fillna(0.0)
+    if log:
+        return np.exp(mean), np.exp(mean - std), np.exp(mean + std)
+    return mean, mean - std, mean + std
+
+
 def batch_loss_figure(batches: pd.DataFrame, hue: str, window: int, title: str = "") -> plt.Figure:
     """Seed Fig. 2: the loss of every training batch against the step, one panel per `hue` value: raw
-    losses (faint), a rolling mean over `window` batches, a band of ± one rolling std (the curve's
-    'width') and a fainter band of the rolling min–max. Columns: step, loss, `hue`."""
+    losses (faint), a rolling mean over `window` batches with a band of one rolling std (the curve's
+    'width'; geometric on the log axis used when every loss is > 0: `rolling_band`) and a fainter band of
+    the rolling min–max. Columns: step, loss, `hue`."""
     values = list(dict.fromkeys(batches[hue])) if len(batches) else []
     columns = min(3, max(1, len(values)))
     rows = max(1, math.ceil(len(values) / columns))
@@ -116,21 +132,22 @@ def batch_loss_figure(batches: pd.DataFrame, hue: str, window: int, title: str =
             continue
         part = batches[batches[hue] == values[index]].sort_values("step")
         loss = pd.to_numeric(part["loss"], errors="coerce").where(lambda s: np.isfinite(s))
+        finite = loss.dropna()
+        log = bool(len(finite)) and bool((finite > 0).all())
+        centre, lower, upper = rolling_band(loss, window, log)
         rolling = loss.rolling(window, min_periods=1)
-        mean, std = rolling.mean(), rolling.std().fillna(0.0)
         color = palette[index]
         axis.plot(part["step"], loss, color=color, alpha=0.2, linewidth=0.5)
         axis.fill_between(part["step"], rolling.min(), rolling.max(), color=color, alpha=0.12, linewidth=0,
                           label="rolling min–max")
-        axis.fill_between(part["step"], mean - std, mean + std, color=color, alpha=0.3, linewidth=0,
-                          label="± rolling std")
-        sns.lineplot(x=part["step"].to_numpy(), y=mean.to_numpy(), ax=axis, color=color, linewidth=1.2,
-                     label=f"rolling mean ({window})")
+        axis.fill_between(part["step"], lower, upper, color=color, alpha=0.3, linewidth=0,
+                          label="×/÷ rolling geometric std" if log else "± rolling std")
+        sns.lineplot(x=part["step"].to_numpy(), y=centre.to_numpy(), ax=axis, color=color, linewidth=1.2,
+                     label=f"rolling {'geometric ' if log else ''}mean ({window})")
         axis.set_title(f"{hue} = {values[index]}", fontsize=9)
         axis.set_xlabel("batch")
         axis.set_ylabel("batch loss")
-        finite = loss.dropna()
-        if len(finite) and (finite > 0).all():
+        if log:
             axis.set_yscale("log")
         axis.legend(fontsize=6, loc="upper right")
     if title:

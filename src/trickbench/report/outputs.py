@@ -11,13 +11,14 @@ from typing import Any
 from trickbench.grid import axis_keys, study_points
 from trickbench.paths import Layout
 
-TABLE_FORMATS = ("md", "csv", "tex")
+# html: what the Snakemake report shows inline (Snakemake 9 only offers a CSV for download)
+TABLE_FORMATS = ("md", "csv", "tex", "html")
 # output key -> (Snakemake report subcategory, caption file workflow/report/<caption>.rst)
 REPORT_ITEMS: dict[str, tuple[str, str]] = {
-    "paper_table_csv": ("1 tables", "paper_table"),
-    "activations_csv": ("1 tables", "activations"),
-    "summary_csv": ("1 tables", "summary"),
-    "diagnosis_csv": ("2 diagnosis", "diagnosis"),
+    "paper_table_html": ("1 tables", "paper_table"),
+    "activations_html": ("1 tables", "activations"),
+    "summary_html": ("1 tables", "summary"),
+    "diagnosis_html": ("2 diagnosis", "diagnosis"),
     "learning_curves": ("3 curves", "learning_curves"),
     "lr_curves": ("3 curves", "lr_curves"),
     "batch_loss": ("3 curves", "batch_loss"),
@@ -26,7 +27,7 @@ REPORT_ITEMS: dict[str, tuple[str, str]] = {
     "init_activation_heatmap": ("4 comparisons", "init_activation_heatmap"),
     "dead_units": ("5 inside the network", "dead_units"),
     "init_activation_std": ("5 inside the network", "init_activation_std"),
-    "ensembles_csv": ("6 ensembles", "ensembles"),
+    "ensembles_html": ("6 ensembles", "ensembles"),
     "ensemble_gains": ("6 ensembles", "ensemble_gains"),
 }
 
@@ -34,6 +35,11 @@ REPORT_ITEMS: dict[str, tuple[str, str]] = {
 def curves_table(layout: Layout) -> Path:
     """Every run's per-epoch curves in long format (one row per run and epoch): DVC's plots read it."""
     return layout.results / "curves.csv"
+
+
+def runs_html(layout: Layout) -> Path:
+    """runs.csv as an HTML table, for the Snakemake report."""
+    return layout.runs_table.with_suffix(".html")
 
 
 def metrics_file(layout: Layout) -> Path:
@@ -51,7 +57,7 @@ def study_outputs(params: dict[str, Any], layout: Layout, study: str) -> dict[st
     keys = has_axes(params, study)
     tables = ["summary", *(["activations", "paper_table"] if "activation" in keys else []), "ensembles"]
     outputs = {f"{name}_{ext}": out / f"{name}.{ext}" for name in tables for ext in TABLE_FORMATS}
-    outputs |= {"diagnosis_md": out / "diagnosis.md", "diagnosis_csv": out / "diagnosis.csv"}
+    outputs |= {f"diagnosis_{ext}": out / f"diagnosis.{ext}" for ext in ("md", "csv", "html")}
     figures = ["learning_curves", "comparison", "accuracy_gap", "batch_loss"]
     if "lr" in keys:
         figures.append("lr_curves")
@@ -81,11 +87,12 @@ class ReportEntry:
 
 def report_entries(params: dict[str, Any], layout: Layout) -> list[ReportEntry]:
     """Every report output, with where the Snakemake report (`snakemake --report`) shows it."""
-    entries = [ReportEntry(layout.runs_table, "runs", "0 all studies", "tables"),
+    entries = [ReportEntry(runs_html(layout), "runs", "0 all studies", "tables"),
+               ReportEntry(layout.runs_table, None, "0 all studies", "tables"),
                ReportEntry(curves_table(layout), None, "0 all studies", "tables"),
                ReportEntry(metrics_file(layout), None, "0 all studies", "tables"),
                ReportEntry(layout.spectrum_figure, "pca_spectrum", "0 all studies", "data"),
-               *(ReportEntry(path, "class_counts" if ext == "csv" else None, "0 all studies", "data")
+               *(ReportEntry(path, "class_counts" if ext == "html" else None, "0 all studies", "data")
                  for ext, path in class_counts_outputs(layout).items())]
     for study in params["studies"]:
         for key, path in study_outputs(params, layout, study).items():

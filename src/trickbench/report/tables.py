@@ -1,4 +1,4 @@
-"""Tables from one tidy DataFrame of runs: mean ± std over seeds, as Markdown, LaTeX and CSV.
+"""Tables from one tidy DataFrame of runs: mean ± std over seeds, as Markdown, LaTeX, HTML and CSV.
 
 `paper_table` lays a study out like Xu et al.'s Tables 3-5: per activation the training and held-out
 metric as mean ± std over seeds, the paper's value and our difference from it, and whether each
@@ -88,6 +88,34 @@ def to_latex(table: pd.DataFrame, caption: str) -> str:
     escaped.columns = [str(c).replace("_", r"\_") for c in table.columns]
     body = escaped.to_latex(index=False, escape=False)
     return f"% {caption}\n{body}"
+
+
+HTML_STYLE = ("body{font-family:system-ui,sans-serif;font-size:14px;margin:1em}"
+              "table{border-collapse:collapse}th,td{padding:3px 10px;border-bottom:1px solid #ddd;"
+              "text-align:right;white-space:nowrap}th{background:#f2f2f2}"
+              "td:first-child,th:first-child{text-align:left}p{max-width:60em}")
+
+
+def _html_cell(value: Any) -> str:
+    """Six significant digits (the CSV keeps every digit); a missing value shows as — as in the Markdown."""
+    if isinstance(value, (float, np.floating)):
+        return "—" if math.isnan(value) else f"{value:.6g}"
+    if value is None or value is pd.NA:
+        return "—"
+    return str(value)
+
+
+def to_html(table: pd.DataFrame, caption: str, footer: str = "") -> str:
+    """A standalone HTML page (the Snakemake report shows it inline): the caption, the table, every cell
+    escaped, and `footer` (the Markdown's italic line of where the runs were made) under it."""
+    import html
+
+    body = table.map(_html_cell).to_html(index=False, border=0, escape=True)
+    title = html.escape(caption.splitlines()[0] if caption else "table")
+    under = f'\n<p class="footer"><em>{html.escape(footer.strip("_"))}</em></p>' if footer else ""
+    return (f'<!DOCTYPE html>\n<html lang="en">\n<head><meta charset="utf-8"><title>{title}</title>'
+            f"<style>{HTML_STYLE}</style></head>\n<body>\n<p>{html.escape(caption)}</p>\n{body}{under}\n"
+            "</body>\n</html>\n")
 
 
 # ------------------------------------------------------------------------------------------ paper table

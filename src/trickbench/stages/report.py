@@ -23,7 +23,7 @@ from trickbench import provenance, tracking
 from trickbench.grid import axis_keys, study_points
 from trickbench.io import atomic_path, digest_json, read_json, write_text
 from trickbench.paths import Layout
-from trickbench.report.outputs import class_counts_outputs, curves_table, metrics_file, study_outputs
+from trickbench.report.outputs import class_counts_outputs, curves_table, metrics_file, runs_html, study_outputs
 
 
 def _label(value: Any) -> Any:
@@ -83,16 +83,17 @@ def save_figure(figure: Any, path: Path, params: dict[str, Any]) -> Path:
 
 def write_table(table: pd.DataFrame, stem: Path, caption: str, csv_table: pd.DataFrame | None = None,
                 footer: str = "") -> list[Path]:
-    """Markdown and LaTeX of the display table, `footer` (where the runs were made) under it; the CSV holds
-    `csv_table` (numbers) where given."""
-    from trickbench.report.tables import to_latex, to_markdown
+    """Markdown, LaTeX and HTML of the display table, `footer` (where the runs were made) under it; the CSV
+    holds `csv_table` (numbers) where given."""
+    from trickbench.report.tables import to_html, to_latex, to_markdown
 
-    paths = [stem.with_suffix(".md"), stem.with_suffix(".csv"), stem.with_suffix(".tex")]
+    paths = [stem.with_suffix(".md"), stem.with_suffix(".csv"), stem.with_suffix(".tex"), stem.with_suffix(".html")]
     write_text(paths[0], f"{caption}\n\n{to_markdown(table)}" + (f"\n{footer}\n" if footer else ""))
     with atomic_path(paths[1]) as tmp:
         (table if csv_table is None else csv_table).to_csv(tmp, index=False)
     latex = to_latex(table, caption)
     write_text(paths[2], latex + (f"% {footer.strip('_')}\n" if footer else ""))
+    write_text(paths[3], to_html(table, caption, footer))
     return paths
 
 
@@ -144,7 +145,7 @@ def study_report(params: dict[str, Any], layout: Layout, study: str, data: Study
     from trickbench.report import figures
     from trickbench.report.diagnosis import Thresholds, diagnose, diagnosis_frame, diagnosis_markdown
     from trickbench.report.paper import reference as paper_reference
-    from trickbench.report.tables import display_table, paper_display, paper_table, runs_frame, summary_table
+    from trickbench.report.tables import display_table, paper_display, paper_table, runs_frame, summary_table, to_html
 
     settings = params["report"]
     data = data if data is not None else collect(params, layout, study)
@@ -192,8 +193,11 @@ def study_report(params: dict[str, Any], layout: Layout, study: str, data: Study
                                    thresholds, data.batches.get(record["point_id"]), num_classes)}
             for record in data.records]
     write_text(outputs["diagnosis_md"], diagnosis_markdown(study, rows, thresholds))
+    diagnosis = diagnosis_frame(rows)
     with atomic_path(outputs["diagnosis_csv"]) as tmp:
-        diagnosis_frame(rows).to_csv(tmp, index=False)
+        diagnosis.to_csv(tmp, index=False)
+    write_text(outputs["diagnosis_html"], to_html(diagnosis, f"Study `{study}`: automatic diagnosis of every run "
+                                                             "(seed §7); the rules in words: diagnosis.md.", made))
 
     # figures
     hue = main_axis(keys)
@@ -294,7 +298,7 @@ def _finite_or_none(value: Any) -> Any:
 
 def report(params: dict[str, Any], layout: Layout) -> list[Path]:
     from trickbench.io import write_json
-    from trickbench.report.tables import runs_frame
+    from trickbench.report.tables import runs_frame, to_html
 
     # read every input first: a missing run or ensemble fails the stage before any output is written
     collected = {study: collect(params, layout, study) for study in params["studies"]}
@@ -321,8 +325,11 @@ def report(params: dict[str, Any], layout: Layout) -> list[Path]:
         if "paper_table_csv" in outputs:
             run.log_metrics(summary_metrics(outputs["paper_table_csv"]), step=0)
         run.end()
+    runs = runs_frame(all_records)
     with atomic_path(layout.runs_table) as tmp:
-        runs_frame(all_records).to_csv(tmp, index=False)
+        runs.to_csv(tmp, index=False)
+    write_text(runs_html(layout), to_html(runs, "Every run of every study: axis values, status and final metrics.",
+                                          provenance.footer(all_records)))
     curves = pd.concat(all_curves, ignore_index=True) if all_curves else pd.DataFrame()
     if len(curves):
         curves.insert(0, "run", curves["study"] + "/" + curves["point_id"])
@@ -331,7 +338,7 @@ def report(params: dict[str, Any], layout: Layout) -> list[Path]:
     with atomic_path(curves_table(layout)) as tmp:
         curves.to_csv(tmp, index=False)
     write_json(metrics_file(layout), _finite_or_none(headlines))
-    outputs = [layout.runs_table, curves_table(layout), metrics_file(layout), *written]
+    outputs = [layout.runs_table, runs_html(layout), curves_table(layout), metrics_file(layout), *written]
     # the record of this report (not committed): what makes a fresh clone's `snakemake` run the pipeline
     write_json(layout.report_record, {"outputs": [str(path) for path in outputs],
                                       "runs": [r["run_digest"] for r in all_records]})

@@ -11,6 +11,7 @@ from trickbench import provenance, tracking
 from trickbench.grid import GridPoint, find_point, study_points
 from trickbench.io import atomic_path, digest_json, read_json, write_json
 from trickbench.paths import Layout
+from trickbench.progress import TrainProgress
 
 
 def run_digest(point: GridPoint, data_digest: str) -> str:
@@ -113,10 +114,14 @@ def train_point(params: dict[str, Any], layout: Layout, study: str, point_id: st
     else:
         run.log_dataset(params["data"]["source"], manifest["digest"], str(layout.prepared),
                         {"features": prepared.images["train"], "targets": prepared.labels["train"]}, "training")
+    progress = TrainProgress(run_dir, point.key, point.config["epochs"], digest,
+                             history=previous["history"] if previous else None)
+    progress.start()
     try:
         result = train(point.config, prepared, stats, config_digest=digest, checkpoint_path=checkpoint_path,
-                       tracker=run)
+                       tracker=run, on_epoch=progress)
     except BaseException as error:
+        record_end(progress, error)
         end_quietly(run, "FAILED")
         if tracking.is_store_failure(error):
             raise tracking.TrackingError(f"grid point {study}/{point_id}: the tracking store stopped answering "
@@ -142,15 +147,29 @@ def train_point(params: dict[str, Any], layout: Layout, study: str, point_id: st
     try:
         log_finished_run(run, result, metrics, run_dir, title=f"{study}: {point_id}")
     except BaseException as error:
+        record_end(progress, error)
         if tracking.is_store_failure(error):
             raise tracking.TrackingError(f"grid point {study}/{point_id}: trained, but the tracking store stopped "
                                          f"answering ({type(error).__name__}); the checkpoint {checkpoint_path} is "
                                          "kept: rerun to log the run without training again") from error
         raise
     write_json(run_dir / "metrics.json", metrics)  # last: its presence marks a complete, logged run
+    progress.finished(result.status)
     # the run is complete: a later rerun (forced, or code changed) must train afresh, not finish the old run
     checkpoint_path.unlink(missing_ok=True)
     return metrics
+
+
+def record_end(progress: TrainProgress, error: BaseException) -> None:
+    """A job that ends by an error or a signal says so in its progress record (`trickbench status`: failed);
+    bad input (the CLI names it in one line) leaves nothing behind."""
+    from trickbench.data.sources import DataError
+    from trickbench.params import ParamsError
+
+    if isinstance(error, (DataError, ParamsError)):
+        progress.discard()
+    else:
+        progress.failed(error)
 
 
 def log_finished_run(run: Any, result: Any, metrics: dict[str, Any], run_dir: Path, title: str) -> None:

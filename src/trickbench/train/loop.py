@@ -295,7 +295,8 @@ def load_checkpoint(path: Path, config_digest: str) -> dict[str, Any] | None:
 
 def train(config: dict[str, Any], prepared: Prepared, stats: dict[str, Any], *, config_digest: str,
           checkpoint_path: Path | None = None, tracker: Tracker | None = None,
-          on_epoch_end: Callable[[int], None] | None = None) -> TrainResult:
+          on_epoch_end: Callable[[int], None] | None = None,
+          on_epoch: Callable[[dict[str, float]], None] | None = None) -> TrainResult:
     tracker = tracker or Tracker()
     device = resolve_device(config["device"])
     amp = config["amp"] and device.type == "cuda"
@@ -441,6 +442,8 @@ def train(config: dict[str, Any], prepared: Prepared, stats: dict[str, Any], *, 
         # logged after the checkpoint: a job killed in between resumes after this epoch, and the stage
         # logs the epochs the tracker lacks (log_missing_epochs), so every epoch is in MLflow exactly once
         tracker.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=epoch + 1)
+        if on_epoch is not None:  # the stage's progress line and record (trickbench.progress)
+            on_epoch({**row, "images": seen})
         if on_epoch_end is not None:
             on_epoch_end(epoch + 1)
 

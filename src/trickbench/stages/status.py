@@ -1,0 +1,182 @@
+"""Stage status: where every grid point of a params file stands, from the files on disk alone.
+
+A point is
+- `done`: its metrics.json belongs to the point's current configuration and data (the run digest the train
+  stage writes) and the run completed;
+- `failed`: its metrics.json says the run diverged, or its progress record (trickbench.progress) says the job
+  ended by an error or a signal, or the record says running but its process is gone from this host (killed);
+- `running`: the progress record of a live job, with the last epoch it finished;
+- `pending`: nothing of the current configuration on disk (a stale metrics.json counts as nothing).
+
+The time left is the epochs still to train (the rest of each running point, every epoch of each pending one)
+times the seconds per epoch measured so far: of the study's finished runs (history.csv), else of its running
+or failed jobs, else of any other study's. Failed points are not counted: they train only when rerun.
+"""
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from trickbench.grid import GridPoint, study_points
+from trickbench.io import read_json
+from trickbench.paths import Layout
+from trickbench.progress import process_alive, read_progress
+
+STATES = ("done", "running", "failed", "pending")
+
+
+@dataclass
+class PointStatus:
+    point: GridPoint
+    state: str  # one of STATES
+    epoch: int  # epochs finished (the last one written); 0 if none
+    epochs: int  # the configured epochs
+    seconds: float  # training seconds spent so far (finished epochs)
+    detail: str = ""  # why failed; the host of a job on another machine
+
+
+@dataclass
+class StudyStatus:
+    study: str
+    points: list[PointStatus]
+    seconds_per_epoch: float | None = None  # None: no epoch measured anywhere yet
+    measured_from: str = ""
+    counts: dict[str, int] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.counts = {state: sum(p.state == state for p in self.points) for state in STATES}
+
+    @property
+    def epochs_left(self) -> int:
+        return sum(max(0, p.epochs - p.epoch) for p in self.points if p.state in ("running", "pending"))
+
+    @property
+    def seconds_left(self) -> float | None:
+        """Training seconds left, one job at a time (None: nothing measured yet)."""
+        if self.epochs_left == 0:
+            return 0.0
+        return None if self.seconds_per_epoch is None else self.epochs_left * self.seconds_per_epoch
+
+
+def history_seconds(path: Path) -> list[float]:
+    """The seconds of every epoch of a finished run's history.csv (empty if unreadable)."""
+    try:
+        with open(path, newline="") as handle:
+            return [float(row["seconds"]) for row in csv.DictReader(handle)]
+    except (OSError, KeyError, ValueError, TypeError):
+        return []
+
+
+def _metrics(path: Path) -> dict[str, Any] | None:
+    try:
+        record = read_json(path)
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def point_status(layout: Layout, point: GridPoint, expected_digest: str | None) -> PointStatus:
+    """Where one point stands. `expected_digest`: its run digest with the prepared data (None when the data
+    are not prepared yet: then nothing on disk can be checked against the configuration and it is pending)."""
+    run_dir = layout.run_dir(point.study, point.point_id)
+    epochs = int(point.config["epochs"])
+    metrics = _metrics(run_dir / "metrics.json")
+    if metrics is not None and expected_digest is not None and metrics.get("run_digest") == expected_digest:
+        ran = int(metrics.get("epochs_run", epochs))
+        seconds = sum(history_seconds(run_dir / "history.csv"))
+        if metrics.get("status") == "diverged":
+            return PointStatus(point, "failed", ran, epochs, seconds, f"diverged in epoch {ran}")
+        return PointStatus(point, "done", ran, epochs, seconds)
+    record = read_progress(run_dir)
+    if record is None or expected_digest is None or record.get("run_digest") != expected_digest:
+        return PointStatus(point, "pending", 0, epochs, 0.0)
+    epoch, seconds = int(record.get("epoch", 0)), float(record.get("seconds", 0.0))
+    state = record.get("state")
+    if state == "failed":
+        return PointStatus(point, "failed", epoch, epochs, seconds, str(record.get("error", "failed")))
+    if state == "running":
+        alive = process_alive(record)
+        if alive is False:
+            return PointStatus(point, "failed", epoch, epochs, seconds,
+                               f"job gone (pid {record.get('pid')} no longer runs: killed?)")
+        return PointStatus(point, "running", epoch, epochs, seconds,
+                           "" if alive else f"on {record.get('host')}")
+    # "finished" without a current metrics.json: its outputs were removed for a rerun that has not started
+    return PointStatus(point, "pending", 0, epochs, 0.0)
+
+
+def _rate(points: list[PointStatus], layout: Layout) -> tuple[float | None, str]:
+    """Seconds per epoch: of the finished runs if any, else of the jobs that trained some epochs."""
+    finished = [s for p in points if p.state == "done"
+                for s in history_seconds(layout.run_dir(p.point.study, p.point.point_id) / "history.csv")]
+    if finished:
+        return sum(finished) / len(finished), "finished runs"
+    started = [p for p in points if p.state in ("running", "failed") and p.epoch > 0]
+    epochs = sum(p.epoch for p in started)
+    if epochs:
+        return sum(p.seconds for p in started) / epochs, "running jobs"
+    return None, ""
+
+
+def status(params: dict[str, Any], layout: Layout) -> list[StudyStatus]:
+    """Every study of the params file, in order."""
+    from trickbench.stages.train import run_digest
+
+    manifest = _metrics(layout.manifest)
+    data_digest = manifest.get("digest") if manifest else None
+    studies = []
+    for study in params["studies"]:
+        points = [point_status(layout, point, run_digest(point, data_digest) if data_digest else None)
+                  for point in study_points(params, study)]
+        rate, source = _rate(points, layout)
+        studies.append(StudyStatus(study, points, rate, source))
+    measured = [s for s in studies if s.seconds_per_epoch is not None]
+    for study in studies:  # a study not started yet: the rate of the others (same data, same machine)
+        if study.seconds_per_epoch is None and measured:
+            study.seconds_per_epoch = measured[0].seconds_per_epoch
+            study.measured_from = f"study {measured[0].study}"
+    return studies
+
+
+def duration_text(seconds: float | None) -> str:
+    if seconds is None or math.isnan(seconds):
+        return "unknown"
+    seconds = round(seconds)
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    return f"{minutes}m {secs:02d}s" if minutes else f"{secs}s"
+
+
+def status_text(studies: list[StudyStatus]) -> str:
+    """What `trickbench status` prints: per study a count line and the time left, then one line per running
+    or failed point (done and pending points are only counted)."""
+    lines = []
+    for study in studies:
+        counts = ", ".join(f"{study.counts[state]} {state}" for state in STATES)
+        left = study.seconds_left
+        running = study.counts["running"]
+        if left is None:
+            eta = "time left: unknown (no epoch measured yet)"
+        elif left == 0:
+            eta = "nothing left to train"
+        else:
+            eta = f"time left: {duration_text(left)} of training at {study.seconds_per_epoch:.2f} s/epoch " \
+                  f"({study.measured_from})"
+            if running > 1:
+                eta += f", about {duration_text(left / running)} with {running} jobs side by side"
+        plural = "s" if len(study.points) != 1 else ""
+        lines.append(f"{study.study}: {len(study.points)} grid point{plural}: {counts}; {eta}")
+        width = max((len(p.point.point_id) for p in study.points), default=0)
+        for point in study.points:
+            if point.state == "running":
+                where = f" ({point.detail})" if point.detail else ""
+                lines.append(f"  running  {point.point.point_id:<{width}}  epoch {point.epoch}/{point.epochs}{where}")
+            elif point.state == "failed":
+                lines.append(f"  failed   {point.point.point_id:<{width}}  epoch {point.epoch}/{point.epochs}: "
+                             f"{point.detail}")
+    return "\n".join(lines)
