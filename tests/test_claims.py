@@ -288,7 +288,7 @@ def test_every_registered_claim_is_evaluated_once_its_preset_has_run(tmp_path):
     assert n["init-he-beats-xavier-relu"] == 3  # relu only, 3 seeds
     assert n["act-sigmoid-slower-than-relu"] == 9  # 3 non-zero initializers x 3 seeds
     assert n["init-zeros-no-learning"] == 9  # 3 activations x 3 seeds, against chance
-    assert n["lr-plateau-beats-constant"] == 3 and n["xu-c10-prelu-beats-relu"] == 3
+    assert n["lr-plateau-beats-constant"] == 3 and n["xu-c10-prelu-beats-relu"] == 5  # scaled-cifar10: 5 seeds
     assert n["ens-seeds-beat-best-member"] == 9 and n["ens-top-k-beats-best-single"] == 1
     assert table.loc["ens-top-k-beats-best-single", "verdict"] == "inconclusive"
     evaluated = table[table["n"] >= 3]
@@ -350,3 +350,23 @@ def test_the_readme_counts_are_the_committed_tables():
     assert found, "README: the claims summary line is missing"
     assert [int(g) for g in found.groups()] == [int(committed.sum()), *(int(committed.get(v, 0)) for v in
                                                                           ["holds", "contradicted", "inconclusive", "not run"])]
+
+
+def test_the_report_of_a_preset_gives_its_claims_and_declares_them(monkeypatch):
+    """A preset's report (params whose results folder is configs/<preset>.yaml's) writes and declares the
+    verdicts on exactly the claims naming that preset; other params get none."""
+    from conftest import REPO, tiny_params
+    from trickbench.params import load_params
+    from trickbench.paths import Layout
+    from trickbench.report.claims import CLAIMS, preset_claims
+    from trickbench.report.outputs import report_outputs
+
+    monkeypatch.chdir(REPO)
+    params = load_params(REPO / "configs" / "seed-initializers.yaml")
+    expected = sorted(e.extra["claim"].claim_id for e in CLAIMS if e.extra["claim"].preset == "seed-initializers")
+    assert expected and sorted(c.claim_id for c in preset_claims(params)) == expected
+    declared = {str(p) for p in report_outputs(params, Layout.from_params(params))}
+    assert {f"results/seed-initializers/claims.{ext}" for ext in ("md", "csv", "html")} <= declared
+    tiny = tiny_params()
+    assert preset_claims(tiny) == []
+    assert not any("claims" in str(p) for p in report_outputs(tiny, Layout.from_params(tiny)))

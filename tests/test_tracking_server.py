@@ -35,7 +35,7 @@ def copy_project(target: Path, params: dict) -> Path:
 
 
 def test_pipeline_logs_every_run_to_the_server(mlflow_server_fixture, tmp_path):
-    """The tiny study plus a study whose second point diverges (lr 1e6): every job logs to the server;
+    """The tiny study plus a study whose second point diverges (lr 100): every job logs to the server;
     the diverged point ends as `diverged` without stopping the rest (see also test_divergence.py)."""
     uri, store = mlflow_server_fixture
     params = tiny_params()

@@ -403,6 +403,25 @@ def claims_table(claims: list[Claim] | None = None, root: Path = Path("."), alph
     return pd.DataFrame(rows, columns=COLUMNS), {p: d.scale() for p, d in loaded.items()}
 
 
+def preset_claims(params: dict[str, Any], root: Path = Path(".")) -> list[Claim]:
+    """The claims of the preset whose results folder `params` writes (its configs/<preset>.yaml names the
+    same paths.results): the report stage gives them their verdicts; other params have none."""
+    import yaml
+
+    target = (root / params["paths"]["results"]).resolve()
+    results_of: dict[str, Path | None] = {}
+    found = []
+    for entry in (registered.extra["claim"] for registered in CLAIMS):
+        if entry.preset not in results_of:
+            config = root / entry.config_path
+            settings = yaml.safe_load(config.read_text()) if config.is_file() else None
+            folder = (settings or {}).get("paths", {}).get("results")
+            results_of[entry.preset] = (root / folder).resolve() if folder else None
+        if results_of[entry.preset] == target:
+            found.append(entry)
+    return found
+
+
 def _cell(value: Any, column: str) -> str:
     if isinstance(value, float) and math.isnan(value):
         return ""

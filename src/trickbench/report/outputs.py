@@ -72,6 +72,15 @@ def study_outputs(params: dict[str, Any], layout: Layout, study: str) -> dict[st
     return outputs
 
 
+def claims_outputs(params: dict[str, Any], layout: Layout) -> dict[str, Path]:
+    """The verdicts on the claims this preset tests (report/claims.py), if params are a preset's."""
+    from trickbench.report.claims import preset_claims
+
+    if not preset_claims(params):
+        return {}
+    return {ext: layout.results / f"claims.{ext}" for ext in ("md", "csv", "html")}
+
+
 def class_counts_outputs(layout: Layout) -> dict[str, Path]:
     stem = layout.results / "data" / "class_counts"
     return {ext: stem.with_suffix(f".{ext}") for ext in TABLE_FORMATS}
@@ -93,7 +102,9 @@ def report_entries(params: dict[str, Any], layout: Layout) -> list[ReportEntry]:
                ReportEntry(metrics_file(layout), None, "0 all studies", "tables"),
                ReportEntry(layout.spectrum_figure, "pca_spectrum", "0 all studies", "data"),
                *(ReportEntry(path, "class_counts" if ext == "html" else None, "0 all studies", "data")
-                 for ext, path in class_counts_outputs(layout).items())]
+                 for ext, path in class_counts_outputs(layout).items()),
+               *(ReportEntry(path, "claims" if ext == "html" else None, "0 all studies", "claims")
+                 for ext, path in claims_outputs(params, layout).items())]
     for study in params["studies"]:
         for key, path in study_outputs(params, layout, study).items():
             subcategory, caption = REPORT_ITEMS.get(key, ("", None))  # type: ignore[assignment]

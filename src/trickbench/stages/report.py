@@ -23,7 +23,7 @@ from trickbench import provenance, tracking
 from trickbench.grid import axis_keys, study_points
 from trickbench.io import atomic_path, digest_json, read_json, write_text
 from trickbench.paths import Layout
-from trickbench.report.outputs import class_counts_outputs, curves_table, metrics_file, runs_html, study_outputs
+from trickbench.report.outputs import claims_outputs, class_counts_outputs, curves_table, metrics_file, runs_html, study_outputs
 
 
 def _label(value: Any) -> Any:
@@ -288,6 +288,40 @@ def headline(params: dict[str, Any], layout: Layout, study: str, records: list[d
     return result
 
 
+def log_summary_run(params: dict[str, Any], layout: Layout, study: str, data: StudyData, paths: list[Path]) -> None:
+    """The study's MLflow summary run: every table and figure, the paper table's numbers as metrics."""
+    identity = digest_json(["summary", study, params["report"], [r["run_digest"] for r in data.records],
+                            read_json(layout.ensemble_json(study))])
+    run = tracking.open_run(params, tracking.experiment_name(params, study), f"summary-{study}",
+                            {"trickbench.study": study, "trickbench.kind": "summary"}, {"report": params["report"]},
+                            identity=identity, reuse_finished=True)
+    for path in paths + [layout.spectrum_figure]:
+        run.log_artifact(path, "report")
+    outputs = study_outputs(params, layout, study)
+    if "paper_table_csv" in outputs:
+        run.log_metrics(summary_metrics(outputs["paper_table_csv"]), step=0)
+    run.end()
+
+
+def preset_verdicts(params: dict[str, Any], layout: Layout, footer: str) -> list[Path]:
+    """results/<preset>/claims.{md,csv,html}: the verdicts on the claims this preset tests, from the tables
+    this report has just written (the same rule as `trickbench claims` over every preset)."""
+    from trickbench.report.claims import claims_markdown, claims_table, preset_claims
+    from trickbench.report.tables import to_html
+
+    claims = preset_claims(params)
+    if not claims:
+        return []
+    table, scales = claims_table(claims)
+    paths = claims_outputs(params, layout)
+    with atomic_path(paths["csv"]) as tmp:
+        table.to_csv(tmp, index=False)
+    write_text(paths["md"], claims_markdown(table, scales) + f"\n{footer}\n")
+    write_text(paths["html"], to_html(table, f"Verdicts on the claims this preset tests ({', '.join(scales.values())})",
+                                      footer))
+    return list(paths.values())
+
+
 def _finite_or_none(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _finite_or_none(v) for k, v in value.items()}
@@ -307,24 +341,13 @@ def report(params: dict[str, Any], layout: Layout) -> list[Path]:
         if not path.is_file():
             raise FileNotFoundError(f"{path}: missing; run the stages before report first")
     written = [spectrum(params, layout), *class_counts(layout)]
-    all_records, all_curves, headlines = [], [], {}
+    all_records, all_curves, headlines, study_paths = [], [], {}, {}
     for study, data in collected.items():
-        paths = study_report(params, layout, study, data)
-        written += paths
+        study_paths[study] = study_report(params, layout, study, data)
+        written += study_paths[study]
         all_records += data.records
         all_curves.append(data.curves)
         headlines[study] = headline(params, layout, study, data.records)
-        identity = digest_json(["summary", study, params["report"], [r["run_digest"] for r in data.records],
-                                read_json(layout.ensemble_json(study))])
-        run = tracking.open_run(params, tracking.experiment_name(params, study), f"summary-{study}",
-                                {"trickbench.study": study, "trickbench.kind": "summary"}, {"report": params["report"]},
-                                identity=identity, reuse_finished=True)
-        for path in paths + [layout.spectrum_figure]:
-            run.log_artifact(path, "report")
-        outputs = study_outputs(params, layout, study)
-        if "paper_table_csv" in outputs:
-            run.log_metrics(summary_metrics(outputs["paper_table_csv"]), step=0)
-        run.end()
     runs = runs_frame(all_records)
     with atomic_path(layout.runs_table) as tmp:
         runs.to_csv(tmp, index=False)
@@ -338,6 +361,10 @@ def report(params: dict[str, Any], layout: Layout) -> list[Path]:
     with atomic_path(curves_table(layout)) as tmp:
         curves.to_csv(tmp, index=False)
     write_json(metrics_file(layout), _finite_or_none(headlines))
+    claims = preset_verdicts(params, layout, provenance.footer(all_records))  # reads the tables just written
+    written += claims
+    for study, data in collected.items():
+        log_summary_run(params, layout, study, data, study_paths[study] + claims)
     outputs = [layout.runs_table, runs_html(layout), curves_table(layout), metrics_file(layout), *written]
     # the record of this report (not committed): what makes a fresh clone's `snakemake` run the pipeline
     write_json(layout.report_record, {"outputs": [str(path) for path in outputs],
