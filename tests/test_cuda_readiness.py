@@ -24,7 +24,7 @@ from trickbench.nn.models import MODELS, build_model
 from trickbench.nn.activations import make_activation
 from trickbench.train import backends
 from trickbench.train.loop import input_pipeline, load_checkpoint, train, training_steps
-from trickbench.train.regularizers import apply_max_norm, l1_penalty, unit_rows
+from trickbench.train.regularizers import apply_max_norm, l1_penalty
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -226,7 +226,7 @@ def test_deterministic_pools_keep_every_models_outputs_and_gradients(model_name)
         torch.testing.assert_close(b.grad, a.grad, rtol=1e-4, atol=1e-6, msg=name)
 
 
-# ---------------------------------------------------------------------------- foreach max-norm and L1
+# ----------------------------------------------------------------- max-norm and L1 in fewer kernels
 
 def per_layer_max_norm(weights, c):
     """The former per-layer implementation: the reference values."""
@@ -237,18 +237,18 @@ def per_layer_max_norm(weights, c):
             weight.mul_(scale.view(-1, *([1] * (weight.dim() - 1))))
 
 
-def test_foreach_max_norm_gives_the_per_layer_values():
+def test_max_norm_with_foreach_scales_gives_the_former_values():
     torch.manual_seed(0)
     weights = [torch.randn(16, 8, 3, 3).contiguous(memory_format=torch.channels_last), torch.randn(10, 64),
                torch.randn(32, 16, 1, 1) * 0.05]  # the last one is inside the ball: untouched
+    weights[1][3] = 0.0  # a zero unit stays zero (no division by its norm)
     expected = [w.clone() for w in weights]
     per_layer_max_norm(expected, 1.5)
     untouched = weights[2].clone()
-    rows = unit_rows(weights)
-    apply_max_norm(weights, 1.5, rows)
+    apply_max_norm(weights, 1.5)
     for ours, theirs in zip(weights, expected):
         torch.testing.assert_close(ours, theirs, rtol=1e-6, atol=0)
-    assert torch.equal(weights[2], untouched)
+    assert torch.equal(weights[2], untouched) and not weights[1][3].any()
     assert weights[0].is_contiguous(memory_format=torch.channels_last)
     assert float(weights[0].flatten(1).norm(dim=1).max()) == pytest.approx(1.5, rel=1e-5)
 

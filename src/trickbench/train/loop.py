@@ -35,7 +35,7 @@ from trickbench.train import backends
 from trickbench.train.backends import restore_rng, rng_state
 from trickbench.train.optim import OPTIMIZERS, SCHEDULES, step_schedule
 from trickbench.train.regularizers import (
-    Regularization, apply_max_norm, l1_penalty, penalized_weights, regularization, unit_rows,
+    Regularization, apply_max_norm, l1_penalty, penalized_weights, regularization,
 )
 
 CHECKPOINT_VERSION = 2  # 2: RNG states of the device in use only, with its device type
@@ -366,7 +366,6 @@ def train(config: dict[str, Any], prepared: Prepared, stats: dict[str, Any], *, 
     optimizer = OPTIMIZERS.get(config["optimizer"])(parameter_groups(model, reg, config), config)
     scheduler = SCHEDULES.get(config["schedule"])(optimizer, config)
     weights = penalized_weights(model)
-    max_norm_units = unit_rows(weights) if reg.max_norm is not None else None
     loss_weight = class_weights(train_data.labels, prepared.num_classes) \
         if config["class_balance"] == "class_weighted_loss" else None
 
@@ -419,7 +418,7 @@ def train(config: dict[str, Any], prepared: Prepared, stats: dict[str, Any], *, 
             objective.backward()
             optimizer.step()
             if reg.max_norm is not None:
-                apply_max_norm(weights, reg.max_norm, max_norm_units)
+                apply_max_norm(weights, reg.max_norm)
             if EXIT_AFTER_FIRST_STEP:
                 _exit_after_first_step(device)
             detached = loss.detach()

@@ -100,24 +100,22 @@ def l1_penalty(weights: Sequence[torch.Tensor], strength: float) -> torch.Tensor
     return strength * torch.stack(torch._foreach_norm(weights, 1)).sum()
 
 
-def unit_rows(weights: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-    """Every output unit of every weight as a view: one row of a Linear weight (out, in), one filter of a
-    convolution (out, in, kh, kw), in any memory format (channels_last keeps a filter in one block). Views
-    share the parameters' storage, so an in-place update reaches them."""
-    return [unit for weight in weights for unit in weight.detach().unbind(0)]
-
-
 @torch.no_grad()
-def apply_max_norm(weights: Sequence[torch.Tensor], c: float, rows: list[torch.Tensor] | None = None) -> None:
+def apply_max_norm(weights: Sequence[torch.Tensor], c: float) -> None:
     """Project every output unit onto the ball ‖w‖₂ ≤ c (a projection: smaller units are untouched).
 
-    All units' norms come from one torch._foreach_norm and are rescaled by one torch._foreach_mul_ (a few
-    multi-tensor kernels for the whole model instead of three per layer). `rows`: unit_rows(weights),
-    built once by the caller (the loop) so a step does not rebuild the views.
+    A unit is one row of a Linear weight (out, in) or one filter of a convolution (out, in, kh, kw).
+    Scale = c / max(‖w‖, c): 1 inside the ball (and for a zero unit), c / ‖w‖ outside. One norm kernel per
+    layer, then the scales of all layers in three multi-tensor (foreach) kernels, then one multiply per
+    layer: about 2L + 3 kernels instead of 7L. Not torch._foreach_norm: it gives one norm per tensor, and
+    per-unit norms would take one view per unit (about 1,400 for NiN-192), whose Python-side handling
+    costs ~3 ms a step, more than a whole NiN step on a fast GPU.
     """
-    rows = unit_rows(weights) if rows is None else rows
-    if not rows:
+    weights = list(weights)
+    if not weights:
         return
-    norms = torch.stack(torch._foreach_norm(rows))
-    scale = torch.where(norms > c, c / norms.clamp_min(1e-12), torch.ones_like(norms))
-    torch._foreach_mul_(rows, list(scale.unbind(0)))
+    scales = [torch.linalg.vector_norm(w.reshape(w.shape[0], -1), dim=1) for w in weights]
+    torch._foreach_maximum_(scales, c)
+    torch._foreach_reciprocal_(scales)
+    torch._foreach_mul_(scales, c)
+    torch._foreach_mul_(weights, [scale.view(-1, *([1] * (w.dim() - 1))) for scale, w in zip(scales, weights)])
