@@ -380,12 +380,14 @@ def train(config: dict[str, Any], prepared: Prepared, stats: dict[str, Any], *, 
 
     resumed = load_checkpoint(checkpoint_path, config_digest) if checkpoint_path else None
     if resumed is not None:
-        model.load_state_dict(resumed["model"])
-        optimizer.load_state_dict(resumed["optimizer"])
-        scheduler.load_state_dict(resumed["scheduler"])
+        # its RNG states exist only on the device type that wrote it (the stage refuses such a checkpoint
+        # first, by digest; this guards callers that pass a device-free digest)
         if checkpoint_device_type(resumed) != device.type:
             raise DataError(f"{checkpoint_path}: checkpoint written on {checkpoint_device_type(resumed)}, this run is on "
                             f"{device.type}; resume it on {checkpoint_device_type(resumed)} or delete it to retrain")
+        model.load_state_dict(resumed["model"])
+        optimizer.load_state_dict(resumed["optimizer"])
+        scheduler.load_state_dict(resumed["scheduler"])
         restore_rng(resumed["rng"], generator, device)
         history, batch_losses = resumed["history"], [tuple(b) for b in resumed["batch_losses"]]
         snapshots = resumed["snapshots"]
