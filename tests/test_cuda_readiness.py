@@ -351,3 +351,24 @@ def test_a_checkpoint_of_another_device_type_is_refused_with_one_line(tmp_path):
         train(point.config, load_prepared(layout.prepared),
               load_stats(layout.stats_json, layout.stats_arrays, device=torch.device("cpu")),
               config_digest="same", checkpoint_path=checkpoint)
+
+
+def test_the_whitening_matmul_runs_without_tf32_even_when_the_model_gets_it():
+    """With amp off the loop lets CUDA matmuls use TF32 (set_float32_matmul_precision("high")); the input
+    pipeline's whitening and affine_grid switch to full float32 and restore the setting after."""
+    import warnings
+
+    from trickbench.data.preprocess import exact_float32
+
+    saved = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("high")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # autocast("cuda") without CUDA warns that it does nothing
+            with exact_float32("cuda"):
+                assert torch.get_float32_matmul_precision() == "highest"
+        assert torch.get_float32_matmul_precision() == "high"
+        with exact_float32("cpu"):  # the CPU: autocast off, the precision setting left alone
+            assert torch.get_float32_matmul_precision() == "high" and not torch.is_autocast_enabled("cpu")
+    finally:
+        torch.set_float32_matmul_precision(saved)
