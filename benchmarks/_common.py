@@ -21,10 +21,37 @@ from typing import Any, Callable, Sequence
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-# the shared CIFAR-10 ZIPs (JPEG image folders); TRICKBENCH_CIFAR10_DIR points elsewhere
-CIFAR10_DIR = Path(os.environ.get("TRICKBENCH_CIFAR10_DIR", REPO.parent / "shared" / "datasets" / "cifar10"))
+# The CIFAR-10 ZIPs (JPEG image folders): a folder inside the checkout (git-ignored), because only the working
+# tree travels to a GPU machine; --cifar10-dir or $TRICKBENCH_CIFAR10_DIR point elsewhere (this workplace's
+# copy is ../shared/datasets/cifar10).
+DEFAULT_CIFAR10_DIR = REPO / "benchmarks" / "data" / "cifar10"
 # glibc malloc settings of platform.md (what the Makefile exports and `trickbench train` applies)
 MALLOC_ENV = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_", "MALLOC_ARENA_MAX")
+
+
+def cifar10_dir() -> Path:
+    return Path(os.environ.get("TRICKBENCH_CIFAR10_DIR") or DEFAULT_CIFAR10_DIR)
+
+
+def add_cifar10_argument(parser: Any) -> None:
+    parser.add_argument("--cifar10-dir", default=None,
+                        help=f"folder of the CIFAR-10 ZIPs (default: $TRICKBENCH_CIFAR10_DIR, else "
+                        f"{DEFAULT_CIFAR10_DIR.relative_to(REPO)})")
+
+
+def use_cifar10_dir(args: Any) -> Path:
+    """--cifar10-dir as $TRICKBENCH_CIFAR10_DIR, which the benchmark's worker processes inherit."""
+    if getattr(args, "cifar10_dir", None):
+        os.environ["TRICKBENCH_CIFAR10_DIR"] = str(Path(args.cifar10_dir).resolve())
+    return cifar10_dir()
+
+
+def cifar10_archive(name: str) -> Path:
+    path = cifar10_dir() / name
+    if not path.is_file():
+        raise SystemExit(f"{path}: not found; copy the CIFAR-10 ZIPs into {cifar10_dir()} or pass --cifar10-dir "
+                         "(or set TRICKBENCH_CIFAR10_DIR)")
+    return path
 
 
 def load_average() -> str:
@@ -127,13 +154,30 @@ def best_of(repeats: int, measure: Callable[[], float]) -> float:
 
 
 def train_config(**overrides: Any) -> dict[str, Any]:
-    """A complete train configuration: the schema's defaults under the repository's params.yaml `train`."""
-    import yaml
+    """A complete train configuration: the schema's defaults under the repository's params.yaml `train`.
 
-    from trickbench.params import validate
+    Validated with jsonschema where it is installed; the GPU machine's image has none, and there the
+    schema's defaults are filled in without validation, after a check that every key is a train key
+    (the benchmarks' own configurations, validated wherever jsonschema exists, e.g. in the tests)."""
+    import yaml
 
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["train"].update(overrides)
+    try:
+        import jsonschema  # noqa: F401  (only whether it is there)
+    except ImportError:
+        from trickbench.params import ParamsError, fill_defaults, raw_schema
+
+        schema = raw_schema()
+        train_schema = schema["$defs"]["train_config"]
+        unknown = sorted(set(params["train"]) - set(train_schema["properties"]))
+        if unknown:
+            raise ParamsError(f"benchmark params: train: unknown keys {', '.join(unknown)}")
+        config = dict(params["train"])
+        fill_defaults(config, train_schema, schema)
+        return config
+    from trickbench.params import validate
+
     return validate(params, source="benchmark params")["train"]
 
 
@@ -148,9 +192,7 @@ def decode_cifar10(n_images: int | None = None, *, archive: str = "cifar10_train
 
     from trickbench.data.archives import DecodeSpec, decode_members, open_tree, tree_layout
 
-    path = CIFAR10_DIR / archive
-    if not path.is_file():
-        raise SystemExit(f"{path}: not found (set TRICKBENCH_CIFAR10_DIR to the folder of the CIFAR-10 ZIPs)")
+    path = cifar10_archive(archive)
     split = "test" if "test" in archive else "train"
     with open_tree(path) as tree:
         layout = tree_layout(tree, main_split=split)

@@ -123,7 +123,7 @@ def sync_for(device: str) -> Callable[[], None]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny tensors and one round: checks the script")
-    parser.add_argument("--devices", default="auto", help="cpu, cuda or auto (cpu, plus cuda when available)")
+    parser.add_argument("--devices", default="auto", help="cpu, cuda or auto (cuda when available, else cpu)")
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile arm")
     args = parser.parse_args()
 
@@ -134,11 +134,11 @@ def main() -> None:
 
     header("activation_cost")
     print(f"glibc malloc settings: {allocator}")
-    devices = ["cpu", "cuda"] if args.devices == "auto" else args.devices.split(",")
+    # auto: the GPU alone where there is one, else the CPU
+    devices = (["cuda"] if torch.cuda.is_available() else ["cpu"]) if args.devices == "auto" \
+        else args.devices.split(",")
     if "cuda" in devices and not torch.cuda.is_available():
-        if args.devices != "auto":
-            raise SystemExit("--devices cuda: no CUDA device here")
-        devices.remove("cuda")
+        raise SystemExit("--devices cuda: no CUDA device here")
         print("GPU: skipped (no CUDA device); CPU figures only")
     shape = (4, 24, 8, 8) if args.quick else (128, 192, 32, 32)
     width, batch = (24, 8) if args.quick else (192, 128)

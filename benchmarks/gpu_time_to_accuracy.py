@@ -10,10 +10,12 @@ compilation and every per-epoch evaluation included) to the end of the first epo
 reaches the target. Baseline, same run and device: the usual DataLoader pipeline's images/s
 (benchmarks/throughput.py's `usual` arm), turned into the time it would need for the same epochs.
 
-Preset wall time: `snakemake --cores all --configfile configs/paper-cifar10.yaml` (the preset is another
-engineer's file; data.options are pointed at the shared ZIPs because the GPU machine has no network).
---preset estimate (default) runs it with one grid point and --preset-epochs epochs and extrapolates to the
-preset's grid points x epochs from the measured per-epoch and per-job times; --preset full runs it all.
+Preset wall time, three ways. --preset loop (the default; needs neither Snakemake nor MLflow, which the GPU
+machine's image lacks): trickbench's loop runs the preset's own training configuration on its 45k/5k split
+for --preset-epochs epochs, and the preset's grid points x epochs are extrapolated from the epochs after the
+first (the first, with its cuDNN autotuning, is charged once per point). --preset estimate runs
+`snakemake --cores all --configfile configs/paper-cifar10.yaml` (data.options pointed at the CIFAR-10 folder)
+with one grid point and extrapolates from its per-epoch and per-job times; --preset full runs it all.
 
     python benchmarks/gpu_time_to_accuracy.py
     python benchmarks/gpu_time_to_accuracy.py --quick --force-cpu   # tiny CPU run: a test of the script
@@ -31,7 +33,10 @@ from typing import Any
 
 import yaml
 
-from _common import CIFAR10_DIR, REPO, clean_env, decode_cifar10, header, ratio_line, snakemake_bin, timed
+from _common import (
+    REPO, add_cifar10_argument, cifar10_archive, cifar10_dir, clean_env, decode_cifar10, header, ratio_line, snakemake_bin, timed,
+    use_cifar10_dir,
+)
 
 PRESET = REPO / "configs" / "paper-cifar10.yaml"
 
@@ -62,13 +67,16 @@ class TargetTracker:
         pass
 
 
-def preset_train(quick: bool, augment: bool, device: str, max_epochs: int | None) -> dict[str, Any]:
+def preset_train(quick: bool, augment: bool | None, device: str, max_epochs: int | None) -> dict[str, Any]:
+    """The preset's train section with ReLU, seed 0; augment None keeps the preset's own augmentations."""
     from _common import train_config
 
     train = dict(yaml.safe_load(PRESET.read_text())["train"])
     train.update(activation="relu", seed=0, device=device)
     if augment:
         train["augmentations"] = ["flip", "crop"]
+    elif augment is False:
+        train["augmentations"] = []
     if max_epochs:
         train["epochs"] = max_epochs
     if quick:
@@ -125,11 +133,58 @@ def time_to_accuracy(args: argparse.Namespace, device: str) -> dict[str, float]:
             "best_accuracy": max((e["accuracy"] for e in tracker.epochs), default=0.0)}
 
 
+def preset_size() -> tuple[int, int]:
+    """(grid points, epochs) of the preset's first study."""
+    full = yaml.safe_load(PRESET.read_text())
+    n_points = 1
+    for values in full["studies"][next(iter(full["studies"]))]["axes"].values():
+        n_points *= len(values)
+    return n_points, full["train"]["epochs"]
+
+
+def preset_loop_estimate(args: argparse.Namespace, device: str) -> dict[str, float]:
+    """The preset's wall time from trickbench's loop alone: its training configuration on its 45k/5k split
+    (the 10 % hold-out as validation, the test ZIP as test), a few epochs, extrapolated."""
+    import torch
+
+    from trickbench.data.prepared import Prepared, stratified_split
+    from trickbench.data.stats import compute_stats, runtime_stats
+    from trickbench.train.loop import train
+
+    if args.quick:
+        images, labels = decode_cifar10(1200)
+        test_images, test_labels = images[1000:], labels[1000:]
+        images, labels = images[:1000], labels[:1000]
+    else:
+        images, labels = decode_cifar10(None, archive="cifar10_train.zip")
+        # the test split is only evaluated after the last epoch: its 2k subset will do where the full ZIP
+        # was left behind (the GPU machine's 64 MiB carry holds the 52 MB training ZIP and little else)
+        test_zip = "cifar10_test.zip" if (cifar10_dir() / "cifar10_test.zip").is_file() else "cifar10_test_subset.zip"
+        test_images, test_labels = decode_cifar10(None, archive=test_zip)
+    kept, held = stratified_split(labels, 0.1, 1)
+    prepared = Prepared({"train": images[kept], "val": images[held], "test": test_images},
+                        {"train": labels[kept], "val": labels[held], "test": test_labels},
+                        [str(i) for i in range(10)])
+    epochs = max(2, args.preset_epochs)
+    config = preset_train(args.quick, None, device, epochs)
+    stats = runtime_stats(compute_stats(prepared.images["train"], whiten=False)[0], None, torch.device(device))
+    started = time.perf_counter()
+    result = train(config, prepared, stats, config_digest="preset-loop")
+    wall = time.perf_counter() - started
+    seconds = [row["seconds"] for row in result.history]
+    per_epoch = sum(seconds[1:]) / (len(seconds) - 1)
+    per_point_extra = wall - sum(seconds[1:]) - per_epoch  # build, first-epoch costs, final evaluation
+    n_points, n_epochs = preset_size()
+    return {"per_epoch": per_epoch, "first_epoch": seconds[0], "per_point_extra": per_point_extra,
+            "estimate": n_points * (n_epochs * per_epoch + per_point_extra), "points": n_points,
+            "epochs": n_epochs, "train_images": len(kept), "status": result.status}
+
+
 def preset_project(root: Path, args: argparse.Namespace, device: str, points: int | None, epochs: int | None) -> Path:
     params = yaml.safe_load(PRESET.read_text())
     suffix = "_subset" if args.quick else ""
-    params["data"]["options"] = {"train_archive": str(CIFAR10_DIR / f"cifar10_train{suffix}.zip"),
-                                 "test_archive": str(CIFAR10_DIR / f"cifar10_test{suffix}.zip")}
+    params["data"]["options"] = {"train_archive": str(cifar10_archive(f"cifar10_train{suffix}.zip")),
+                                 "test_archive": str(cifar10_archive(f"cifar10_test{suffix}.zip"))}
     params["paths"] = {"artifacts": "artifacts", "results": "results"}
     params["train"]["device"] = device
     if epochs:
@@ -150,11 +205,10 @@ def preset_project(root: Path, args: argparse.Namespace, device: str, points: in
 
 def preset_wall_time(args: argparse.Namespace, device: str) -> dict[str, float]:
     """Wall time of the preset through Snakemake: measured in full, or estimated from a 1-point run."""
-    full = yaml.safe_load(PRESET.read_text())
-    n_points = 1
-    for values in full["studies"][next(iter(full["studies"]))]["axes"].values():
-        n_points *= len(values)
-    n_epochs = full["train"]["epochs"]
+    if not Path(snakemake_bin()).is_file() and shutil.which("snakemake") is None:
+        raise SystemExit(f"--preset {args.preset} runs Snakemake, which is not installed here; --preset loop "
+                         "estimates the preset from trickbench's loop alone")
+    n_points, n_epochs = preset_size()
     with tempfile.TemporaryDirectory(prefix="trickbench-preset-") as tmp:
         if args.preset == "full":
             project = preset_project(Path(tmp) / "p", args, device, None, None)
@@ -187,9 +241,13 @@ def main() -> None:
     parser.add_argument("--target", type=float, default=None, help="test accuracy to reach (0.875)")
     parser.add_argument("--max-epochs", type=int, default=None, help="give up after this many epochs (the preset's)")
     parser.add_argument("--no-augment", action="store_true", help="the preset's training without flips and crops")
-    parser.add_argument("--preset", choices=["estimate", "full", "skip"], default="estimate")
+    parser.add_argument("--preset", choices=["loop", "estimate", "full", "skip"], default="loop",
+                        help="loop: from trickbench's loop alone (no Snakemake); estimate/full: through Snakemake")
     parser.add_argument("--preset-epochs", type=int, default=None, help="epochs of the estimating run (3)")
+    parser.add_argument("--skip-time-to-accuracy", action="store_true", help="only the preset's wall time")
+    add_cifar10_argument(parser)
     args = parser.parse_args()
+    use_cifar10_dir(args)
     import torch
 
     if not torch.cuda.is_available() and not args.force_cpu:
@@ -206,15 +264,26 @@ def main() -> None:
         print(f"{PRESET}: not found; the preset part is skipped")
         args.preset = "skip"
 
-    result = time_to_accuracy(args, device)
-    status = f"reached at epoch {result['epochs']}" if result["reached"] else \
-        f"NOT reached in {result['epochs']} epochs (best {100 * result['best_accuracy']:.2f} %)"
-    print(f"time to {100 * args.target:.1f} % test accuracy: {result['wall']:.1f} s, {status}; usual pipeline "
-          f"{result['usual_images_per_s']:.0f} images/s -> {result['usual_estimate']:.1f} s for the same epochs")
-    ratio_line(f"time_to_{100 * args.target:g}pct_{device}", result["usual_estimate"], result["wall"],
-               what="usual pipeline (estimated, same epochs)", baseline_what="trickbench (measured)", unit="s")
+    if not args.skip_time_to_accuracy:
+        result = time_to_accuracy(args, device)
+        status = f"reached at epoch {result['epochs']}" if result["reached"] else \
+            f"NOT reached in {result['epochs']} epochs (best {100 * result['best_accuracy']:.2f} %)"
+        print(f"time to {100 * args.target:.1f} % test accuracy: {result['wall']:.1f} s, {status}; usual pipeline "
+              f"{result['usual_images_per_s']:.0f} images/s -> {result['usual_estimate']:.1f} s for the same epochs")
+        ratio_line(f"time_to_{100 * args.target:g}pct_{device}", result["usual_estimate"], result["wall"],
+                   what="usual pipeline (estimated, same epochs)", baseline_what="trickbench (measured)", unit="s")
 
-    if args.preset != "skip":
+    if args.preset == "loop":
+        preset = preset_loop_estimate(args, device)
+        print(f"paper-cifar10 preset (loop): {preset['train_images']:,} training images, {preset['per_epoch']:.2f} s "
+              f"per epoch after the first ({preset['first_epoch']:.2f} s), {preset['per_point_extra']:.1f} s per run "
+              f"besides its epochs -> estimated {preset['estimate'] / 60:.1f} min for {preset['points']} runs x "
+              f"{preset['epochs']} epochs, one at a time (status {preset['status']})")
+        print(f"PRESET paper_cifar10_epoch_s={preset['per_epoch']:.4f} "
+              f"paper_cifar10_preset_minutes={preset['estimate'] / 60:.3f}", flush=True)
+        ratio_line(f"preset_loop_{device}", preset["estimate"], preset["points"] * preset["epochs"] * preset["per_epoch"],
+                   what="preset wall (estimated from the loop)", baseline_what="its epochs alone", unit="s")
+    elif args.preset != "skip":
         preset = preset_wall_time(args, device)
         if "measured" in preset:
             print(f"paper-cifar10 preset: {preset['measured']:.0f} s wall ({preset['points']} grid points x "

@@ -13,12 +13,18 @@ The matmul rate is a lower bound of the device's peak, not the peak: on this wor
 sgemm (torch.mm) reaches ~188 GFLOP/s while oneDNN's 3x3 convolutions reach ~220. So the script also
 times a dense 3x3 convolution (NiN's third-block shape) and prints the MFU against the faster of the two.
 
-    python benchmarks/mfu.py              # CPU; on a GPU machine also the GPU (bf16)
+    python benchmarks/mfu.py              # the GPU (bf16) where there is one, else the CPU (fp32)
     python benchmarks/mfu.py --quick      # narrow NiN, few steps: a test of the script
+
+The loop's training split is as many images as its window needs (steps x batch, decoded from the full
+50k ZIP when the 10k subset is too small), plus 128 validation and 128 test images; if fewer images are
+there, the window shrinks to what the split really holds, and images/s are counted on the split's real
+length (`--sizes cuda` forces the GPU's window on the CPU: a test of that sizing).
 """
 from __future__ import annotations
 
 import argparse
+import math
 import time
 from typing import Any
 
@@ -117,10 +123,28 @@ def dense_rates(device: str, dtype: Any, quick: bool) -> dict[str, float]:
     return rates
 
 
+HOLDOUT = 128  # validation and test images each: the loop evaluates both
+
+
+def window_split(available: int, steps_per_epoch: int, batch: int) -> dict[str, slice]:
+    """Train / val / test slices of `available` decoded images for a window of `steps_per_epoch` full
+    batches: the window shrinks to the images there are after the two hold-outs, never the hold-outs."""
+    steps = min(steps_per_epoch, (available - 2 * HOLDOUT) // batch)
+    if steps < 1:
+        raise SystemExit(f"mfu: {available} images cannot hold one batch of {batch} besides {2 * HOLDOUT} "
+                         "validation and test images")
+    n = steps * batch
+    return {"train": slice(0, n), "val": slice(n, n + HOLDOUT), "test": slice(n + HOLDOUT, n + 2 * HOLDOUT)}
+
+
+def images_needed(steps_per_epoch: int, batch: int) -> int:
+    return steps_per_epoch * batch + 2 * HOLDOUT
+
+
 def loop_images_per_s(width: int, device: str, steps_per_epoch: int, epochs: int, images: Any, labels: Any,
                       batch: int) -> float:
     """Images/s of trickbench.train.loop.train: its best epoch after the first (the least disturbed by other
-    processes on a shared machine)."""
+    processes on a shared machine), counted on the training split it really had."""
     import torch
 
     from _common import train_config
@@ -128,8 +152,10 @@ def loop_images_per_s(width: int, device: str, steps_per_epoch: int, epochs: int
     from trickbench.data.stats import compute_stats, runtime_stats
     from trickbench.train.loop import train
 
-    n = steps_per_epoch * batch
-    split = {"train": slice(0, n), "val": slice(n, n + 128), "test": slice(n + 128, n + 256)}
+    split = window_split(len(labels), steps_per_epoch, batch)
+    n = split["train"].stop
+    print(f"window: {n // batch} steps of {batch} ({len(labels)} images decoded: train {n}, val {HOLDOUT}, "
+          f"test {HOLDOUT})", flush=True)
     prepared = Prepared({k: images[s] for k, s in split.items()}, {k: labels[s] for k, s in split.items()},
                         [str(i) for i in range(10)])
     stats = runtime_stats(compute_stats(images[:n], whiten=False)[0], None, torch.device(device))
@@ -139,17 +165,32 @@ def loop_images_per_s(width: int, device: str, steps_per_epoch: int, epochs: int
                           epochs=1 + epochs, device=device, amp=True, channels_last=True)
     marks: list[float] = []
     result = train(config, prepared, stats, config_digest="mfu", on_epoch_end=lambda e: marks.append(time.perf_counter()))
-    if result.status != "completed":
-        raise SystemExit(f"NiN training {result.status}")
+    if result.status != "completed" or not all(math.isfinite(row["val_loss"]) for row in result.history):
+        raise SystemExit(f"NiN training {result.status} (val_loss {[row['val_loss'] for row in result.history]})")
+    if len(prepared.labels["train"]) != n or not len(prepared.labels["val"]) or not len(prepared.labels["test"]):
+        raise SystemExit(f"mfu: the split is not what the window needs: {prepared.labels['train'].shape}")
     return max(n / (b - a) for a, b in zip(marks, marks[1:]))
+
+
+def window_sizes(device: str, quick: bool) -> tuple[int, int]:
+    """(steps per epoch, measured epochs) of the loop's window on `device`."""
+    if device == "cuda":
+        return (4, 1) if quick else (200, 3)
+    return (2, 1) if quick else (6, 4)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="NiN width 24, 2 steps: checks the script")
-    parser.add_argument("--devices", default="auto", help="cpu, cuda or auto")
+    parser.add_argument("--devices", default="auto", help="cpu, cuda or auto (cuda where there is one, else cpu)")
     parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--sizes", choices=["device", "cuda"], default="device",
+                        help="the loop window's sizes: the device's own, or the GPU's (a test of the sizing on the CPU)")
+    from _common import add_cifar10_argument, use_cifar10_dir
+
+    add_cifar10_argument(parser)
     args = parser.parse_args()
+    use_cifar10_dir(args)
 
     # the process settings of `trickbench train`: glibc malloc first, before torch allocates anything
     from trickbench.cli import tune_allocator
@@ -160,13 +201,24 @@ def main() -> None:
     from _common import decode_cifar10, header, ratio_line, table
 
     header("mfu")
-    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else []) if args.devices == "auto" \
+    # auto: the GPU alone where there is one (the CPU arm of a 192-wide NiN takes minutes and says nothing there)
+    devices = (["cuda"] if torch.cuda.is_available() else ["cpu"]) if args.devices == "auto" \
         else args.devices.split(",")
     if "cuda" not in devices:
         print("GPU: skipped (no CUDA device); CPU figures only (fp32)")
     print(f"allocator: {allocator}")
     width = 24 if args.quick else 192
-    images, labels = decode_cifar10(1024 if args.quick else 5000)
+    batch = 8 if args.quick else args.batch
+    # --sizes cuda: the GPU's full window (200 steps) even with --quick, on the 1,024 images --quick decodes
+    sizes = {device: window_sizes("cuda", False) if args.sizes == "cuda" else window_sizes(device, args.quick)
+             for device in devices}
+    needed = max(images_needed(steps, batch) for steps, _ in sizes.values())
+    if args.quick:
+        images, labels = decode_cifar10(1024)  # a test of the script: the window shrinks to fit
+    elif needed > 10000:  # the subset ZIP holds 10,000
+        images, labels = decode_cifar10(needed, archive="cifar10_train.zip")
+    else:
+        images, labels = decode_cifar10(needed)
     rows = []
     for device in devices:
         forward, step = step_flops(width, 8 if args.quick else args.batch, device, channels_last=True)
@@ -178,11 +230,8 @@ def main() -> None:
         dtype = torch.bfloat16 if device == "cuda" else torch.float32
         dense = dense_rates(device, dtype, args.quick)
         size = matmul_size(device, args.quick)
-        if device == "cuda":
-            steps, epochs = (4, 1) if args.quick else (200, 3)
-        else:
-            steps, epochs = (2, 1) if args.quick else (6, 4)
-        ips = loop_images_per_s(width, device, steps, epochs, images, labels, 8 if args.quick else args.batch)
+        steps, epochs = sizes[device]
+        ips = loop_images_per_s(width, device, steps, epochs, images, labels, batch)
         achieved = ips * step
         dtype_name = str(dtype).replace("torch.", "")
         rows.append({"device": device, "dtype": dtype_name, "images/s": ips, "GFLOP/image": step / 1e9,

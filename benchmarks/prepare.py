@@ -18,7 +18,7 @@ import tempfile
 import time
 import zipfile
 
-from _common import CIFAR10_DIR, header, ratio_line
+from _common import add_cifar10_argument, cifar10_archive, header, ratio_line, use_cifar10_dir
 
 TARGET_SECONDS = 60.0
 
@@ -44,12 +44,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="the subset ZIPs: checks the script")
     parser.add_argument("--sample", type=int, default=None, help="images in the single-process baseline (3000)")
     parser.add_argument("--workers", type=int, default=None, help="decoding processes (default: the CPUs)")
+    add_cifar10_argument(parser)
     args = parser.parse_args()
+    use_cifar10_dir(args)
     suffix = "_subset" if args.quick else ""
-    train_zip, test_zip = (str(CIFAR10_DIR / f"cifar10_{split}{suffix}.zip") for split in ("train", "test"))
-    for path in (train_zip, test_zip):
-        if not os.path.isfile(path):
-            raise SystemExit(f"{path}: not found (set TRICKBENCH_CIFAR10_DIR to the folder of the CIFAR-10 ZIPs)")
+    train_zip, test_zip = (str(cifar10_archive(f"cifar10_{split}{suffix}.zip")) for split in ("train", "test"))
     sample = args.sample or (300 if args.quick else 3000)
 
     header("prepare", torch_info=False)

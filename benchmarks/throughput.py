@@ -17,13 +17,19 @@ with 4 px zero padding, horizontal flip) and per-channel normalisation:
               what each is worth.
   side_by_side  N trickbench runs at once with one thread each (N = the CPU count, 2 on a GPU;
               --copies), their images/s summed: the grid's throughput under the pipeline's defaults.
+  usual, like trickbench  (GPU only) the usual pipeline with trickbench's precision and layout (bf16
+              autocast, channels_last, cudnn.benchmark): the ratio against it is the input pipeline's
+              alone, where the plain usual arm's ratio also holds bf16 against fp32.
+
+Every throughput RATIO line names each side's precision and memory layout (on the CPU trickbench is fp32
+too: autocast is for CUDA).
 
 Each arm runs in its own process (the malloc settings are per process) with all cores' threads; the
 processes take turns, one measured window each, so load from other users of a shared machine hits every
 arm alike (measure_arms). Warm-up is separate: the usual arm's first steps (worker start-up included),
 the trickbench arm's first epoch; trickbench's measured epochs include their validation on 128 images.
 
-    python benchmarks/throughput.py                    # CPU (and GPU when there is one), all three models
+    python benchmarks/throughput.py                    # the GPU where there is one, else the CPU; all three models
     python benchmarks/throughput.py --quick            # tiny sizes: a test of the script
     python benchmarks/throughput.py --models nin --ablations malloc,channels_last,compile --windows 10
 """
@@ -39,7 +45,10 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from _common import clean_env, decode_cifar10, header, ratio_line, run_child, table, train_config
+from _common import (
+    add_cifar10_argument, clean_env, decode_cifar10, header, ratio_line, run_child, table, train_config,
+    use_cifar10_dir,
+)
 
 MODELS = {"small_cnn": 32, "nin": 192, "reference_cnn": 32}
 DEFAULT_MODELS = "small_cnn,nin,reference_cnn"
@@ -76,6 +85,14 @@ ABLATIONS = {
 # grid points side by side. The side_by_side arm runs that many copies of the trickbench arm with one thread each
 # and reports their combined images/s: the grid's throughput rather than one run's.
 EVAL_IMAGES = 2048
+USUAL = "usual (DataLoader, 2 workers)"
+USUAL_MATCHED = "usual (DataLoader, 2 workers), like trickbench"
+
+
+def precision_layout(device: str, amp: bool, channels_last: bool) -> str:
+    """How an arm computes: bf16 autocast only on CUDA (the loop ignores amp on the CPU), and its layout."""
+    precision = "bf16 autocast" if amp and device == "cuda" else "fp32"
+    return f"{precision}, {'NHWC' if channels_last else 'NCHW'}"
 
 
 # ------------------------------------------------------------------------------------------ workers
@@ -145,6 +162,11 @@ def worker_usual(spec: dict[str, Any]) -> dict[str, Any]:
     stats = channel_stats(images)
     device = torch.device(spec["device"])
     config = model_config(spec["model"], spec["width"], spec["device"], channels_last=False, amp=False)
+    # the like-for-like arm: trickbench's precision, layout and cuDNN autotuning around the same DataLoader
+    amp = spec.get("amp", False) and device.type == "cuda"
+    fmt = torch.channels_last if spec.get("channels_last", False) else torch.contiguous_format
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = bool(spec.get("matched"))
 
     class CifarImages(Dataset):
         """What torchvision.datasets.CIFAR10 does per sample: uint8 HWC array -> PIL image -> transform."""
@@ -166,7 +188,7 @@ def worker_usual(spec: dict[str, Any]) -> dict[str, Any]:
                         drop_last=True, pin_memory=device.type == "cuda")
     torch.manual_seed(0)
     reg = regularization(config)
-    model = build_network(config, reg, images.shape[1:], 10).to(device)
+    model = build_network(config, reg, images.shape[1:], 10).to(device=device, memory_format=fmt)
     optimizer = OPTIMIZERS.get("sgd")(parameter_groups(model, reg, config), config)
     model.train()
     window = spec["window"]
@@ -185,8 +207,9 @@ def worker_usual(spec: dict[str, Any]) -> dict[str, Any]:
             except StopIteration:  # a new epoch: the workers restart, as in any DataLoader training
                 batches = iter(loader)
                 x, y = next(batches)
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            loss = F.cross_entropy(model(x), y)
+            x, y = x.to(device, non_blocking=True).contiguous(memory_format=fmt), y.to(device, non_blocking=True)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                loss = F.cross_entropy(model(x).float(), y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -499,7 +522,9 @@ def side_by_side_label(copies: int) -> str:
 
 
 def arms(device: str, ablations: list[str], copies: int | None) -> list[tuple[str, dict[str, Any]]]:
-    out = [("usual (DataLoader, 2 workers)", {"arm": "usual"}), ("trickbench", {"arm": "trickbench"})]
+    out = [(USUAL, {"arm": "usual"}), ("trickbench", {"arm": "trickbench"})]
+    if device == "cuda":
+        out.append((USUAL_MATCHED, {"arm": "usual", "amp": True, "channels_last": True, "matched": True}))
     for name in ablations:
         if name == "amp" and device != "cuda":
             continue
@@ -520,7 +545,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny widths and step counts: checks the script")
     parser.add_argument("--models", default=DEFAULT_MODELS, help=f"comma-separated: {DEFAULT_MODELS}")
-    parser.add_argument("--devices", default="auto", help="cpu, cuda or auto (cpu, plus cuda when available)")
+    parser.add_argument("--devices", default="auto", help="cpu, cuda or auto (cuda when available, else cpu)")
     parser.add_argument("--ablations", default=None,
                         help=f"comma-separated arms with one optimisation toggled: {','.join(ABLATIONS)}, or none "
                         "(default: all but compile; none with --quick)")
@@ -530,7 +555,9 @@ def main() -> None:
     parser.add_argument("--windows", type=int, default=None,
                         help="measured windows per arm (default: STEPS; the best and the median are reported)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
+    add_cifar10_argument(parser)
     args = parser.parse_args()
+    use_cifar10_dir(args)
     if args.worker:
         run_worker(args.worker)
         return
@@ -538,7 +565,8 @@ def main() -> None:
     import torch
 
     header("throughput")
-    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else []) if args.devices == "auto" \
+    # auto: the GPU alone where there is one (the CPU arms of NiN take many minutes and say nothing there)
+    devices = (["cuda"] if torch.cuda.is_available() else ["cpu"]) if args.devices == "auto" \
         else args.devices.split(",")
     if "cuda" in devices and not torch.cuda.is_available():
         print("GPU: skipped (no CUDA device)")
@@ -575,8 +603,8 @@ def main() -> None:
                 measured = measure_arms(specs, args.windows or steps[1])
                 results = {label: {"images_per_s": max(arm.rates), "median": statistics.median(arm.rates),
                                    "rates": arm.rates} for label, arm in measured.items()}
-                base = results["usual (DataLoader, 2 workers)"]["images_per_s"]
-                base_median = results["usual (DataLoader, 2 workers)"]["median"]
+                base = results[USUAL]["images_per_s"]
+                base_median = results[USUAL]["median"]
                 for label, result in results.items():
                     rows.append({"device": device, "model": f"{model} w{width}", "arm": label,
                                  "images/s (best)": result["images_per_s"], "vs usual": result["images_per_s"] / base,
@@ -584,9 +612,14 @@ def main() -> None:
                                  "windows": len(result["rates"])})
                 tb = results["trickbench"]["images_per_s"]
                 print(f"{device} {model}: usual {base:.1f} images/s, trickbench {tb:.1f} images/s", flush=True)
-                ratio_line(f"throughput_{device}_{model}", tb, base, what="trickbench", baseline_what="usual",
-                           unit="images/s", target=f">= {TARGET:g}x" if device == "cpu" else None,
-                           met=tb / base >= TARGET)
+                ours, theirs = precision_layout(device, True, True), precision_layout(device, False, False)
+                ratio_line(f"throughput_{device}_{model}", tb, base, what=f"trickbench ({ours})",
+                           baseline_what=f"usual ({theirs})", unit="images/s",
+                           target=f">= {TARGET:g}x" if device == "cpu" else None, met=tb / base >= TARGET)
+                if USUAL_MATCHED in results:
+                    ratio_line(f"throughput_like_for_like_{device}_{model}", tb, results[USUAL_MATCHED]["images_per_s"],
+                               what=f"trickbench ({ours})", baseline_what=f"usual ({ours}, cudnn.benchmark)",
+                               unit="images/s")
                 side_by_side = next((label for label in results if label.startswith("trickbench, ") and
                                      "side by side" in label), None)
                 if side_by_side:

@@ -25,6 +25,7 @@ RATIO = re.compile(r"^RATIO (\S+): ([0-9.]+|nan)x \(", flags=re.M)
 def run_benchmark(script: str, *args: str, timeout: int = 900) -> str:
     env = dict(os.environ)
     env["PATH"] = f"{BIN}{os.pathsep}{env['PATH']}"
+    env["TRICKBENCH_CIFAR10_DIR"] = str(CIFAR10)  # the scripts' default is the checkout's benchmarks/data/cifar10
     for name in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"):
         env.pop(name, None)
     done = subprocess.run([sys.executable, str(BENCHMARKS / script), *args], cwd=REPO, env=env,
@@ -132,8 +133,53 @@ def test_pipeline_overhead_quick():
 @pytest.mark.slow
 @needs_cifar
 def test_gpu_benchmark_quick_on_cpu():
-    found = ratios(run_benchmark("gpu_time_to_accuracy.py", "--quick", "--force-cpu"))
+    """--preset estimate: the preset through Snakemake (the default, --preset loop, runs in
+    tests/test_device_image.py without Snakemake)."""
+    found = ratios(run_benchmark("gpu_time_to_accuracy.py", "--quick", "--force-cpu", "--preset", "estimate"))
     assert {"time_to_20pct_cpu", "preset_cpu"} <= set(found)
+
+
+def mfu_module():
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        import mfu
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    return mfu
+
+
+def test_mfu_window_fits_the_split_at_the_gpu_sizes():
+    """The GPU's window (200 steps of 128) on the 5,000 images the script used to decode: the hold-outs keep
+    their images, the window shrinks to what is left, and the script decodes enough images in the first place."""
+    mfu = mfu_module()
+    steps, _ = mfu.window_sizes("cuda", quick=False)
+    assert mfu.images_needed(steps, 128) == 200 * 128 + 256
+    split = mfu.window_split(5000, steps, 128)
+    assert split["train"] == slice(0, 37 * 128)
+    assert split["val"].stop - split["val"].start == split["test"].stop - split["test"].start == 128
+    assert split["test"].stop <= 5000
+    assert mfu.window_split(mfu.images_needed(steps, 128), steps, 128)["train"] == slice(0, steps * 128)
+    with pytest.raises(SystemExit, match="cannot hold one batch"):
+        mfu.window_split(300, steps, 128)
+
+
+@needs_cifar
+def test_mfu_loop_at_the_gpu_sizes_on_the_cpu(capsys, monkeypatch, one_thread):
+    """The loop run at the GPU's step count on too few images: images/s are counted on the real split and
+    validation and test are not empty (they were, and val_loss NaN made the run `diverged`)."""
+    mfu = mfu_module()
+    monkeypatch.setenv("TRICKBENCH_CIFAR10_DIR", str(CIFAR10))
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        from _common import decode_cifar10
+
+        images, labels = decode_cifar10(640, workers=1)
+        steps, _ = mfu.window_sizes("cuda", quick=False)
+        rate = mfu.loop_images_per_s(8, "cpu", steps, 1, images, labels, 16)
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    assert rate > 0
+    assert "window: 24 steps of 16 (640 images decoded: train 384, val 128, test 128)" in capsys.readouterr().out
 
 
 # ------------------------------------------------------------------ the start-up measures the figures rely on

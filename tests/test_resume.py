@@ -251,7 +251,7 @@ def test_truncated_checkpoint_retrains_from_scratch(tmp_path):
         with pytest.raises(Stop):  # a real checkpoint of this run after epoch 2
             train(point.config, load_prepared(layout.prepared),
                   load_stats(layout.stats_json, layout.stats_arrays, device=torch.device("cpu")),
-                  config_digest=run_digest(point, read_json(layout.manifest)["digest"]),
+                  config_digest=run_digest(point, read_json(layout.manifest)["digest"], "cpu"),
                   checkpoint_path=checkpoint, on_epoch_end=stop_after_epoch_2)
         intact = checkpoint.read_bytes()
         checkpoint.write_bytes(intact[: len(intact) // 2])

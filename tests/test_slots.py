@@ -234,7 +234,10 @@ def test_real_gpus_each_job_sees_only_its_slot_device(tmp_path, monkeypatch):
     for name in ("TRICKBENCH_GPUS", "CUDA_VISIBLE_DEVICES", "SLURM_JOB_ID"):
         monkeypatch.delenv(name, raising=False)
     listing = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, check=True).stdout
-    uuids = [line.split("UUID: ")[1].rstrip(")").strip() for line in listing.splitlines() if "UUID: " in line]
+    uuids = [line.split("UUID: ")[1].rstrip(")").strip() for line in listing.splitlines()
+             if line.startswith("GPU ") and "UUID: " in line]
+    if any("MIG-" in line for line in listing.splitlines()):
+        pytest.skip("GPUs in MIG mode: the probe below compares whole-GPU UUIDs")
     assert slots.visible_devices() == [str(i) for i in range(len(uuids))]
     procs = [subprocess.Popen([sys.executable, "-c", GPU_PROBE], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                               text=True) for _ in range(2)]
@@ -248,3 +251,100 @@ def test_real_gpus_each_job_sees_only_its_slot_device(tmp_path, monkeypatch):
         assert uuids[int(probe["slot"])].removeprefix("GPU-") in probe["uuid"], (probe, uuids)  # ... and it is that one
     if len(uuids) >= 2:
         assert seen[0]["slot"] != seen[1]["slot"]  # two GPUs: spread before sharing
+
+
+NVIDIA_SMI_LISTING = """\
+GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-0b6a3f52-7c1e-4c8e-9a57-1f2e3d4c5b6a)
+GPU 1: NVIDIA A100-SXM4-40GB (UUID: GPU-5f1d2e3c-4b5a-6978-8a9b-0c1d2e3f4a5b)
+  MIG 3g.20gb     Device  0: (UUID: MIG-c6d2a1b4-8e3f-5a7b-9c1d-2e3f4a5b6c7d)
+  MIG 3g.20gb     Device  1: (UUID: MIG-d7e3b2c5-9f4a-6b8c-0d2e-3f4a5b6c7d8e)
+GPU 2: NVIDIA H100 80GB HBM3 (UUID: GPU-9a8b7c6d-5e4f-3a2b-1c0d-e9f8a7b6c5d4)
+"""
+
+
+@pytest.fixture
+def fake_nvidia_smi(tmp_path, monkeypatch):
+    """An `nvidia-smi` on PATH that prints a listing with a MIG-mode GPU between two whole ones."""
+    bin_dir = tmp_path / "fake-bin"
+    bin_dir.mkdir()
+    script = bin_dir / "nvidia-smi"
+    script.write_text(f"#!/bin/sh\n[ \"$1\" = -L ] || exit 9\ncat <<'LISTING'\n{NVIDIA_SMI_LISTING}LISTING\n")
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    for name in ("TRICKBENCH_GPUS", "CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER", "SLURM_JOB_ID"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("TRICKBENCH_SLOT_DIR", str(tmp_path / "slots"))
+
+
+def test_nvidia_smi_gpus_are_slots_by_index_and_mig_instances_by_uuid(fake_nvidia_smi):
+    assert slots.visible_devices() == ["0", "MIG-c6d2a1b4-8e3f-5a7b-9c1d-2e3f4a5b6c7d",
+                                       "MIG-d7e3b2c5-9f4a-6b8c-0d2e-3f4a5b6c7d8e", "2"]
+    assert slots.devices_from_listing("No devices were found\n") == []
+
+
+def test_a_slot_from_nvidia_smi_sets_pci_bus_order_and_pins_the_process(fake_nvidia_smi):
+    params = {"resources": {"slots_per_gpu": 1}}
+    first = slots.training_slot(params, "auto", log=lambda m: None)
+    try:
+        assert first.device == "0"
+        assert os.environ["CUDA_VISIBLE_DEVICES"] == "0" and os.environ["CUDA_DEVICE_ORDER"] == "PCI_BUS_ID"
+        # the same process (train-study's next grid point) can only see that device now: it waits for a slot
+        # there instead of taking GPU 2, which its CUDA could not reach
+        assert slots.visible_devices() == ["0"]
+        with pytest.raises(slots.SlotTimeout):
+            slots.training_slot(params, "auto", timeout=0.3, log=lambda m: None)
+    finally:
+        first.release()
+
+
+def test_user_given_cuda_visible_devices_keep_their_device_order(fake_nvidia_smi, monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,0")
+    slot = slots.training_slot({"resources": {"slots_per_gpu": 1}}, "auto", log=lambda m: None)
+    try:
+        assert slot.device == "2" and "CUDA_DEVICE_ORDER" not in os.environ
+    finally:
+        slot.release()
+
+
+@pytest.mark.slow
+def test_train_study_takes_a_slot_for_every_grid_point(slot_env, tmp_path, holders):
+    """DVC's grouping trains the points of a study in one process; each one holds a slot while it trains."""
+    from conftest import tiny_params, write_params
+    from trickbench.params import load_params
+    from trickbench.paths import Layout
+    from trickbench.stages.data import download, prepare, stats
+
+    slot_env(1)
+    params = tiny_params()
+    params["train"]["epochs"] = 1
+    params["studies"] = {"s": {"axes": {"seed": [0, 1]}}}
+    params["tracking"]["enabled"] = False
+    write_params(tmp_path / "params.yaml", params)
+    loaded = load_params(tmp_path / "params.yaml")
+    layout = Layout(tmp_path / "artifacts", tmp_path / "results")
+    download(loaded, layout), prepare(loaded, layout, progress=False), stats(loaded, layout)
+
+    blocker = holders()
+    assert blocker.slot()["device"] == "0"
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
+    log = tmp_path / "train-study.log"
+    with open(log, "w") as handle:
+        study = subprocess.Popen([str(BIN / "trickbench"), "train-study", "--study", "s"], cwd=tmp_path, env=env,
+                                 stdout=handle, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while "waiting" not in log.read_text():
+            assert study.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, "train-study did not wait for a slot"
+            time.sleep(0.2)
+        assert not (tmp_path / "artifacts/runs/s").exists()
+        blocker.release()
+        assert study.wait(timeout=300) == 0, log.read_text()
+    finally:
+        if study.poll() is None:
+            study.kill()
+            study.wait()
+    text = log.read_text()
+    assert text.count("slots: GPU 0 (slot 1 of 1)") == 2, text
+    for seed in (0, 1):
+        assert json.loads((tmp_path / f"artifacts/runs/s/seed-{seed}/metrics.json").read_text())["status"] == "completed"

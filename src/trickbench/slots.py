@@ -9,8 +9,12 @@ holding process exits or is killed, so a crashed job never leaves a device taken
 slot is taken the job waits for one.
 
 Devices: `$TRICKBENCH_GPUS` (a count; 0 switches slots off; tests simulate GPUs with it), else the
-entries of `$CUDA_VISIBLE_DEVICES` if set, else `nvidia-smi -L`. No GPU, a SLURM job (SLURM binds its
-devices itself) or an explicit device (`device: cpu` or `cuda:1`) -> no slot, nothing changes.
+entries of `$CUDA_VISIBLE_DEVICES` if set, else `nvidia-smi -L`: a GPU by its index, or, for a GPU split
+into MIG instances, each instance by its `MIG-...` UUID (a process can use one MIG instance, and only
+named by UUID). nvidia-smi numbers GPUs in PCI bus order while CUDA numbers them fastest first unless
+`CUDA_DEVICE_ORDER=PCI_BUS_ID`, so a job given a slot gets that setting with its CUDA_VISIBLE_DEVICES.
+No GPU, a SLURM job (SLURM binds its devices itself) or an explicit device (`device: cpu` or `cuda:1`)
+-> no slot, nothing changes.
 Lock dir: `$TRICKBENCH_SLOT_DIR`, else /tmp/trickbench-slots-<uid> (shared by every job of the user).
 """
 from __future__ import annotations
@@ -45,8 +49,33 @@ def slot_dir(env: Mapping[str, str] | None = None) -> Path:
     return Path(env.get("TRICKBENCH_SLOT_DIR") or f"/tmp/trickbench-slots-{os.getuid()}")
 
 
-def _count_from_nvidia_smi() -> int | None:
-    """GPUs listed by `nvidia-smi -L`; None if it is missing or fails (no CUDA is initialised here)."""
+GPU_LINE = re.compile(r"^GPU (\d+):")
+MIG_LINE = re.compile(r"^\s+MIG\b.*\(UUID: (MIG-[^)\s]+)\)")
+
+
+def devices_from_listing(listing: str) -> list[str]:
+    """CUDA_VISIBLE_DEVICES entries of an `nvidia-smi -L` listing: "<index>" for a whole GPU, the
+    instances' "MIG-<uuid>" for a GPU in MIG mode (its own index would reach only its first instance)."""
+    devices: list[str] = []
+    gpu: str | None = None
+    migs: list[str] = []
+
+    def close() -> None:
+        if gpu is not None:
+            devices.extend(migs if migs else [gpu])
+
+    for line in listing.splitlines():
+        if match := GPU_LINE.match(line):
+            close()
+            gpu, migs = match.group(1), []
+        elif (match := MIG_LINE.match(line)) and gpu is not None:
+            migs.append(match.group(1))
+    close()
+    return devices
+
+
+def _devices_from_nvidia_smi() -> list[str] | None:
+    """Devices listed by `nvidia-smi -L`; None if it is missing or fails (no CUDA is initialised here)."""
     if shutil.which("nvidia-smi") is None:
         return None
     try:
@@ -55,7 +84,7 @@ def _count_from_nvidia_smi() -> int | None:
         return None
     if out.returncode != 0:
         return None
-    return sum(1 for line in out.stdout.splitlines() if line.startswith("GPU "))
+    return devices_from_listing(out.stdout)
 
 
 def _count_from_torch() -> int:
@@ -91,10 +120,10 @@ def visible_devices(env: Mapping[str, str] | None = None) -> list[str]:
                 break
             valid.append(entry)
         return valid
-    count = _count_from_nvidia_smi()
-    if count is None:
-        count = _count_from_torch()
-    return [str(i) for i in range(count)]
+    listed_by_smi = _devices_from_nvidia_smi()
+    if listed_by_smi is not None:
+        return listed_by_smi
+    return [str(i) for i in range(_count_from_torch())]
 
 
 @dataclass
@@ -205,6 +234,10 @@ def training_slot(params: dict, device_name: str, *, timeout: float | None = Non
     lock_dir = slot_dir()
     slot = acquire(devices, per_gpu, lock_dir=lock_dir, timeout=timeout,
                    on_wait=lambda: log(f"slots: all {len(devices) * per_gpu} GPU slots in {lock_dir} are taken; waiting"))
+    if os.environ.get("CUDA_VISIBLE_DEVICES") is None:
+        # indices from nvidia-smi (PCI bus order) mean the same GPUs to CUDA only in this order; entries the
+        # user gave in CUDA_VISIBLE_DEVICES keep the order they were written for
+        os.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
     os.environ["CUDA_VISIBLE_DEVICES"] = slot.device
     log(f"slots: GPU {slot.device} (slot {slot.index + 1} of {per_gpu}), lock {slot.path}")
     return slot

@@ -11,7 +11,8 @@ flattened image, as in the seed.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
 import torch
 from torch import Tensor
@@ -21,6 +22,21 @@ from trickbench.registry import Registry
 PREPROCESSORS = Registry("preprocessing")
 
 Transform = Callable[[Tensor], Tensor]
+
+
+@contextmanager
+def exact_float32(device_type: str) -> Iterator[None]:
+    """Float32 matmuls in full float32 inside: no autocast, and on CUDA no TF32 (which the loop allows for
+    the model when amp is off; its 10-bit products would put the whitening ~0.1 % off)."""
+    precision = torch.get_float32_matmul_precision()
+    if device_type == "cuda":
+        torch.set_float32_matmul_precision("highest")
+    try:
+        with torch.autocast(device_type, enabled=False):
+            yield
+    finally:
+        if device_type == "cuda":
+            torch.set_float32_matmul_precision(precision)
 
 
 def _tensor(stats: dict, key: str, device: torch.device | str, dtype: torch.dtype = torch.float32) -> Tensor:
@@ -110,7 +126,8 @@ def _whitening(stats: dict, device: torch.device | str, matrix_key: str, name: s
             raise ValueError(f"{name}: batch of shape {tuple(x.shape)} has {flat.shape[1]} features per "
                              f"image, the whitening statistics {d}; compute the stats at the network's "
                              f"input size")
-        return torch.addmm(bias, flat.float(), matrix).reshape(x.shape).to(x.dtype)
+        with exact_float32(x.device.type):  # a bf16 addmm would put ZCA ~1 % off
+            return torch.addmm(bias, flat.float(), matrix).reshape(x.shape).to(x.dtype)
 
     return transform
 

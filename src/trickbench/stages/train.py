@@ -14,9 +14,32 @@ from trickbench.paths import Layout
 from trickbench.progress import TrainProgress
 
 
-def run_digest(point: GridPoint, data_digest: str) -> str:
-    """What a checkpoint and a finished run belong to: the full configuration and the data."""
-    return digest_json({"config": point.config, "data": data_digest})
+DEVICE_TYPES = ("cpu", "cuda")
+
+
+def run_digest(point: GridPoint, data_digest: str, device_type: str) -> str:
+    """What a checkpoint and a finished run belong to: the full configuration, the data and the device type
+    the configuration's `device` resolved to (`auto` is cpu on one machine and cuda on another; their
+    results differ and their RNG states cannot stand in for each other)."""
+    return digest_json({"config": point.config, "data": data_digest, "device_type": device_type})
+
+
+def point_device_type(point: GridPoint) -> str:
+    from trickbench.train.loop import resolve_device
+
+    return resolve_device(point.config["device"]).type
+
+
+def refuse_other_device_checkpoint(checkpoint_path: Path, point: GridPoint, data_digest: str, device_type: str) -> None:
+    """A checkpoint of this very configuration written on another device type is neither loaded (its RNG
+    states exist only there) nor overwritten (its epochs would be lost): one line naming both devices."""
+    from trickbench.data.sources import DataError
+    from trickbench.train.loop import load_checkpoint
+
+    for other in DEVICE_TYPES:
+        if other != device_type and load_checkpoint(checkpoint_path, run_digest(point, data_digest, other)) is not None:
+            raise DataError(f"{checkpoint_path}: checkpoint written on {other}, this job runs on {device_type}; resume it "
+                            f"on {other} (train.device: {other}) or delete the file to retrain from scratch")
 
 
 def write_csv(path: Path, rows: list[dict[str, Any]] | list[tuple], header: list[str]) -> None:
@@ -90,20 +113,24 @@ def train_point(params: dict[str, Any], layout: Layout, study: str, point_id: st
     stats = _read_input(layout.stats_json, lambda path: load_stats(
         path, layout.stats_arrays, device=resolve_device(point.config["device"])))
     preflight(point, prepared.image_shape, prepared.num_classes)
-    digest = run_digest(point, manifest["digest"])
+    device_type = point_device_type(point)
+    digest = run_digest(point, manifest["digest"], device_type)
     run_dir = layout.run_dir(study, point_id)
     run_dir.mkdir(parents=True, exist_ok=True)
     for stale in run_dir.glob(".*.tmp"):  # left by a job killed inside an atomic write (one job per point)
         stale.unlink(missing_ok=True)
     checkpoint_path = layout.checkpoint(study, point_id)
     previous = load_checkpoint(checkpoint_path, digest)
+    if previous is None and checkpoint_path.exists():
+        refuse_other_device_checkpoint(checkpoint_path, point, manifest["digest"], device_type)
 
     machine = provenance.machine(resolve_device(point.config["device"]))
     tags = {
         **provenance.tags(machine),
         "trickbench.study": study, "trickbench.grid_point": point_id,
         "trickbench.params_digest": point.config_digest, "trickbench.data_digest": manifest["digest"],
-        "trickbench.run_digest": digest, **{f"axis.{k}": str(v) for k, v in point.axes.items()},
+        "trickbench.run_digest": digest, "trickbench.device_type": device_type,
+        **{f"axis.{k}": str(v) for k, v in point.axes.items()},
     }
     run = tracking.open_run(params, tracking.experiment_name(params, study), point_id, tags,
                             {**point.config, "data.source": params["data"]["source"]},
@@ -140,7 +167,7 @@ def train_point(params: dict[str, Any], layout: Layout, study: str, point_id: st
     write_json(run_dir / "diagnostics.json", result.diagnostics)
     metrics = {
         "study": study, "point_id": point_id, "axes": point.axes, "config": point.config,
-        "status": result.status, "run_digest": digest, "data_digest": manifest["digest"],
+        "status": result.status, "run_digest": digest, "data_digest": manifest["digest"], "device_type": device_type,
         "mlflow_run_id": run.run_id, "resumed_from_epoch": result.resumed_from_epoch, **result.metrics,
         "provenance": machine,
     }
@@ -200,7 +227,13 @@ def end_quietly(run: Any, status: str) -> None:
 
 
 def train_study(params: dict[str, Any], layout: Layout, study: str) -> list[dict[str, Any]]:
-    """Every grid point of a study in one process (DVC's grouping); finished points are kept."""
+    """Every grid point of a study in one process (DVC's grouping); finished points are kept.
+
+    Each point that lets trickbench choose its GPU takes a slot while it trains, as a `trickbench train` job
+    does. The first slot fixes CUDA_VISIBLE_DEVICES before torch initialises CUDA; later points find it set
+    and take their slots on that same device, the only one this process can still see."""
+    from trickbench.slots import training_slot
+
     manifest = read_json(layout.manifest)
     results = []
     for point in study_points(params, study):
@@ -208,11 +241,18 @@ def train_study(params: dict[str, Any], layout: Layout, study: str) -> list[dict
         if metrics_path.exists():
             try:
                 done = read_json(metrics_path)
-                if done.get("run_digest") == run_digest(point, manifest["digest"]):
+                # the device it finished on, as a Snakemake job keeps its metrics.json; resolving `auto`
+                # here would initialise CUDA before the slot below sets CUDA_VISIBLE_DEVICES
+                if done.get("run_digest") == run_digest(point, manifest["digest"], done.get("device_type", "cpu")):
                     results.append(done)
                     continue
             except ValueError:
                 pass
             metrics_path.unlink()
-        results.append(train_point(params, layout, study, point.point_id))
+        slot = training_slot(params, point.config["device"])
+        try:
+            results.append(train_point(params, layout, study, point.point_id))
+        finally:
+            if slot is not None:
+                slot.release()
     return results

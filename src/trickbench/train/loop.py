@@ -31,12 +31,14 @@ from trickbench.nn.activations import (
 )
 from trickbench.nn.initializers import initialize
 from trickbench.nn.models import apply_finetune, build_model, load_backbone
+from trickbench.train import backends
+from trickbench.train.backends import restore_rng, rng_state
 from trickbench.train.optim import OPTIMIZERS, SCHEDULES, step_schedule
 from trickbench.train.regularizers import (
     Regularization, apply_max_norm, l1_penalty, penalized_weights, regularization,
 )
 
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2  # 2: RNG states of the device in use only, with its device type
 
 # Start-up instrumentation (benchmarks/pipeline_overhead.py): with TRICKBENCH_EXIT_AFTER_FIRST_STEP=1 a
 # process prints the wall-clock time at which its first optimizer step completed and exits at once.
@@ -74,9 +76,45 @@ class TrainResult:
 
 
 def resolve_device(name: str) -> torch.device:
+    """`auto`: CUDA when present; an explicit `cpu` or `cuda:N` never asks torch.cuda."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
+
+
+def input_pipeline(augmentations: list[str], input_size: int | None, preprocess: Callable,
+                   memory_format: torch.memory_format, generator: torch.Generator,
+                   stats: dict[str, Any]) -> tuple[Callable, Callable]:
+    """(train_batch, eval_batch): augmentation, cropping and pre-processing of a [0, 1] float batch.
+
+    They run in float32 with autocast switched off, whatever context calls them: under bf16 autocast the
+    whitening addmm, the fancy-PCA matmul and affine_grid would drop to bfloat16 (ZCA 0.8 % off on the
+    digits, a 0.15 px sampling error at 80 px). Only the model's forward and the loss belong in autocast.
+    """
+    def train_batch(x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(x.device.type, enabled=False):
+            x = apply_augmentations(x, augmentations, generator, stats)
+            if input_size:
+                x = crop_to(x, input_size, generator)
+            return preprocess(x).contiguous(memory_format=memory_format)
+
+    def eval_batch(x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(x.device.type, enabled=False):
+            if input_size:
+                x = center_crop(x, input_size)
+            return preprocess(x).contiguous(memory_format=memory_format)
+
+    return train_batch, eval_batch
+
+
+def training_steps(order_length: int, batch_size: int, compiled: bool) -> int:
+    """Steps of one epoch. Eager: ceil (the last batch may be partial). Compiled: floor, dropping the
+    partial last batch (a different shape would make torch.compile recompile with dynamic shapes); the
+    order is a fresh permutation every epoch, so every image keeps the same chance to be seen. An order
+    shorter than one batch keeps its single partial batch (one shape all the same)."""
+    if compiled and order_length >= batch_size:
+        return order_length // batch_size
+    return math.ceil(order_length / batch_size)
 
 
 # ----------------------------------------------------------------------------------------------- data
@@ -200,8 +238,9 @@ def predict(model: nn.Module, data: DeviceData, prepare_batch: Callable, batch_s
     for start in range(0, len(data), batch_size):
         index = torch.arange(start, min(start + batch_size, len(data)), device=data.labels.device)
         x, _ = data.batch(index)
+        x = prepare_batch(x)  # float32, outside autocast (input_pipeline)
         with torch.autocast(data.labels.device.type, dtype=torch.bfloat16, enabled=amp):
-            logits = model(prepare_batch(x))
+            logits = model(x)
         outputs.append(logits.float().softmax(dim=1))
     return torch.cat(outputs) if outputs else torch.empty(0)
 
@@ -258,20 +297,6 @@ def dead_unit_fractions(model: nn.Module, data: DeviceData, prepare_batch: Calla
 
 # ------------------------------------------------------------------------------------------ checkpoints
 
-def rng_state(generator: torch.Generator) -> dict[str, Any]:
-    state = {"torch_cpu": torch.get_rng_state(), "generator": generator.get_state()}
-    if torch.cuda.is_available():
-        state["torch_cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def restore_rng(state: dict[str, Any], generator: torch.Generator) -> None:
-    torch.set_rng_state(state["torch_cpu"])
-    generator.set_state(state["generator"])
-    if "torch_cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["torch_cuda"])
-
-
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
@@ -291,6 +316,10 @@ def load_checkpoint(path: Path, config_digest: str) -> dict[str, Any] | None:
     return state
 
 
+def checkpoint_device_type(state: dict[str, Any]) -> str:
+    return state.get("device_type") or state.get("rng", {}).get("device_type", "cpu")
+
+
 # ------------------------------------------------------------------------------------------------ train
 
 def train(config: dict[str, Any], prepared: Prepared, stats: dict[str, Any], *, config_digest: str,
@@ -301,7 +330,9 @@ def train(config: dict[str, Any], prepared: Prepared, stats: dict[str, Any], *, 
     device = resolve_device(config["device"])
     amp = config["amp"] and device.type == "cuda"
     memory_format = torch.channels_last if config["channels_last"] else torch.contiguous_format
-    torch.manual_seed(config["seed"])
+    deterministic = config.get("deterministic", False)
+    backends.configure(device, deterministic=deterministic, amp=amp)
+    backends.seed(config["seed"], device)
     generator = torch.Generator(device=device).manual_seed(config["seed"])
 
     # data, resident on the device
@@ -313,16 +344,7 @@ def train(config: dict[str, Any], prepared: Prepared, stats: dict[str, Any], *, 
     preprocess = PREPROCESSORS.get(config["preprocessing"])(stats, device)
     input_size = config["input_size"]
 
-    def train_batch(x: torch.Tensor) -> torch.Tensor:
-        x = apply_augmentations(x, augmentations, generator, stats)
-        if input_size:
-            x = crop_to(x, input_size, generator)
-        return preprocess(x).contiguous(memory_format=memory_format)
-
-    def eval_batch(x: torch.Tensor) -> torch.Tensor:
-        if input_size:
-            x = center_crop(x, input_size)
-        return preprocess(x).contiguous(memory_format=memory_format)
+    train_batch, eval_batch = input_pipeline(augmentations, input_size, preprocess, memory_format, generator, stats)
 
     # model, optimizer, schedule
     model = build_network(config, reg, prepared.image_shape, prepared.num_classes)
@@ -336,10 +358,12 @@ def train(config: dict[str, Any], prepared: Prepared, stats: dict[str, Any], *, 
             raise DataError(f"train.finetune_from: {config['finetune_from']}: {error}") from None
         apply_finetune(model, config["finetune_mode"])
         frozen = frozen_blocks(model)
+    if deterministic:
+        backends.use_deterministic_pools(model)
     model = model.to(device=device, memory_format=memory_format)
     # train.compile: the training forward goes through torch.compile (evaluation, checkpoints and
     # state dicts keep using the plain module, whose parameters the compiled one shares)
-    forward = torch.compile(model) if config.get("compile") else model
+    forward = torch.compile(model, dynamic=False) if config.get("compile") else model
     optimizer = OPTIMIZERS.get(config["optimizer"])(parameter_groups(model, reg, config), config)
     scheduler = SCHEDULES.get(config["schedule"])(optimizer, config)
     weights = penalized_weights(model)
@@ -357,10 +381,15 @@ def train(config: dict[str, Any], prepared: Prepared, stats: dict[str, Any], *, 
 
     resumed = load_checkpoint(checkpoint_path, config_digest) if checkpoint_path else None
     if resumed is not None:
+        # its RNG states exist only on the device type that wrote it (the stage refuses such a checkpoint
+        # first, by digest; this guards callers that pass a device-free digest)
+        if checkpoint_device_type(resumed) != device.type:
+            raise DataError(f"{checkpoint_path}: checkpoint written on {checkpoint_device_type(resumed)}, this run is on "
+                            f"{device.type}; resume it on {checkpoint_device_type(resumed)} or delete it to retrain")
         model.load_state_dict(resumed["model"])
         optimizer.load_state_dict(resumed["optimizer"])
         scheduler.load_state_dict(resumed["scheduler"])
-        restore_rng(resumed["rng"], generator)
+        restore_rng(resumed["rng"], generator, device)
         history, batch_losses = resumed["history"], [tuple(b) for b in resumed["batch_losses"]]
         snapshots = resumed["snapshots"]
         best_val, bad_epochs, best_state = resumed["best_val"], resumed["bad_epochs"], resumed["best_state"]
@@ -374,7 +403,7 @@ def train(config: dict[str, Any], prepared: Prepared, stats: dict[str, Any], *, 
         train_mode(model, frozen)
         order = epoch_order(train_data.labels, prepared.num_classes, config["class_balance"], generator)
         # the whole order is one epoch: oversampling makes it longer than the training set, undersampling shorter
-        steps_per_epoch = math.ceil(len(order) / config["batch_size"])
+        steps_per_epoch = training_steps(len(order), config["batch_size"], bool(config.get("compile")))
         loss_sum = torch.zeros((), device=device)
         wrong_sum = torch.zeros((), device=device)
         epoch_losses = []
@@ -383,8 +412,9 @@ def train(config: dict[str, Any], prepared: Prepared, stats: dict[str, Any], *, 
             if len(index) == 0:
                 break
             x, y = train_data.batch(index)
+            x = train_batch(x)  # float32, outside autocast (input_pipeline)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                logits = forward(train_batch(x))
+                logits = forward(x)
                 loss = F.cross_entropy(logits.float(), y, weight=loss_weight)
             objective = loss + l1_penalty(weights, reg.l1) if reg.l1 else loss
             optimizer.zero_grad(set_to_none=True)
@@ -401,7 +431,7 @@ def train(config: dict[str, Any], prepared: Prepared, stats: dict[str, Any], *, 
         # one device-to-host transfer per epoch, not per step
         losses = torch.stack(epoch_losses).float().cpu().tolist()
         batch_losses.extend((epoch, step, value) for step, value in enumerate(losses))
-        seen = len(order)
+        seen = min(len(order), steps_per_epoch * config["batch_size"])
         train_loss, train_error = loss_sum.item() / seen, wrong_sum.item() / seen
         if not all(math.isfinite(v) for v in losses):
             status = "diverged"
@@ -432,9 +462,10 @@ def train(config: dict[str, Any], prepared: Prepared, stats: dict[str, Any], *, 
 
         if checkpoint_path is not None:
             save_checkpoint(checkpoint_path, {
-                "version": CHECKPOINT_VERSION, "config_digest": config_digest, "epoch": epoch + 1,
+                "version": CHECKPOINT_VERSION, "config_digest": config_digest, "device_type": device.type,
+                "epoch": epoch + 1,
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "rng": rng_state(generator), "history": history,
+                "scheduler": scheduler.state_dict(), "rng": rng_state(generator, device), "history": history,
                 "batch_losses": [list(b) for b in batch_losses], "snapshots": snapshots,
                 "best_val": best_val, "bad_epochs": bad_epochs, "best_state": best_state,
                 "init_stats": init_stats, "status": status, "mlflow_run_id": tracker.run_id,

@@ -7,7 +7,7 @@ strength separately.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Sequence
 
 import torch
 from torch import nn
@@ -91,18 +91,31 @@ def penalized_weights(model: nn.Module) -> list[torch.Tensor]:
             if isinstance(m, (nn.Conv2d, nn.Linear)) and m.weight.requires_grad]
 
 
-def l1_penalty(weights: Iterable[torch.Tensor], strength: float) -> torch.Tensor:
-    """λ·Σ|w|, added to the loss; its gradient is λ·sign(w) (0 at w = 0)."""
-    return strength * sum(w.abs().sum() for w in weights)
+def l1_penalty(weights: Sequence[torch.Tensor], strength: float) -> torch.Tensor:
+    """λ·Σ|w|, added to the loss; its gradient is λ·sign(w) (0 at w = 0).
+
+    The per-layer sums come from one torch._foreach_norm(·, 1) (one multi-tensor kernel on CUDA instead of
+    an abs and a sum per layer)."""
+    weights = list(weights)
+    return strength * torch.stack(torch._foreach_norm(weights, 1)).sum()
 
 
 @torch.no_grad()
-def apply_max_norm(weights: Iterable[torch.Tensor], c: float) -> None:
+def apply_max_norm(weights: Sequence[torch.Tensor], c: float) -> None:
     """Project every output unit onto the ball ‖w‖₂ ≤ c (a projection: smaller units are untouched).
 
     A unit is one row of a Linear weight (out, in) or one filter of a convolution (out, in, kh, kw).
+    Scale = c / max(‖w‖, c): 1 inside the ball (and for a zero unit), c / ‖w‖ outside. One norm kernel per
+    layer, then the scales of all layers in three multi-tensor (foreach) kernels, then one multiply per
+    layer: about 2L + 3 kernels instead of 7L. Not torch._foreach_norm: it gives one norm per tensor, and
+    per-unit norms would take one view per unit (about 1,400 for NiN-192), whose Python-side handling
+    costs ~3 ms a step, more than a whole NiN step on a fast GPU.
     """
-    for weight in weights:
-        norms = weight.flatten(1).norm(dim=1)
-        scale = torch.where(norms > c, c / norms.clamp_min(1e-12), torch.ones_like(norms))
-        weight.mul_(scale.view(-1, *([1] * (weight.dim() - 1))))
+    weights = list(weights)
+    if not weights:
+        return
+    scales = [torch.linalg.vector_norm(w.reshape(w.shape[0], -1), dim=1) for w in weights]
+    torch._foreach_maximum_(scales, c)
+    torch._foreach_reciprocal_(scales)
+    torch._foreach_mul_(scales, c)
+    torch._foreach_mul_(weights, [scale.view(-1, *([1] * (w.dim() - 1))) for scale, w in zip(scales, weights)])
