@@ -78,20 +78,21 @@ def _metrics(path: Path) -> dict[str, Any] | None:
     return record if isinstance(record, dict) else None
 
 
-def point_status(layout: Layout, point: GridPoint, expected_digest: str | None) -> PointStatus:
-    """Where one point stands. `expected_digest`: its run digest with the prepared data (None when the data
-    are not prepared yet: then nothing on disk can be checked against the configuration and it is pending)."""
+def point_status(layout: Layout, point: GridPoint, expected_digests: set[str] | None) -> PointStatus:
+    """Where one point stands. `expected_digests`: its run digests with the prepared data, one per device type
+    (the job may run on another machine than this command); None when the data are not prepared yet: then
+    nothing on disk can be checked against the configuration and it is pending."""
     run_dir = layout.run_dir(point.study, point.point_id)
     epochs = int(point.config["epochs"])
     metrics = _metrics(run_dir / "metrics.json")
-    if metrics is not None and expected_digest is not None and metrics.get("run_digest") == expected_digest:
+    if metrics is not None and expected_digests is not None and metrics.get("run_digest") in expected_digests:
         ran = int(metrics.get("epochs_run", epochs))
         seconds = sum(history_seconds(run_dir / "history.csv"))
         if metrics.get("status") == "diverged":
             return PointStatus(point, "failed", ran, epochs, seconds, f"diverged in epoch {ran}")
         return PointStatus(point, "done", ran, epochs, seconds)
     record = read_progress(run_dir)
-    if record is None or expected_digest is None or record.get("run_digest") != expected_digest:
+    if record is None or expected_digests is None or record.get("run_digest") not in expected_digests:
         return PointStatus(point, "pending", 0, epochs, 0.0)
     epoch, seconds = int(record.get("epoch", 0)), float(record.get("seconds", 0.0))
     state = record.get("state")
@@ -121,6 +122,9 @@ def _rate(points: list[PointStatus], layout: Layout) -> tuple[float | None, str]
     return None, ""
 
 
+DEVICE_TYPES = ("cpu", "cuda")
+
+
 def status(params: dict[str, Any], layout: Layout) -> list[StudyStatus]:
     """Every study of the params file, in order."""
     from trickbench.stages.train import run_digest
@@ -129,7 +133,8 @@ def status(params: dict[str, Any], layout: Layout) -> list[StudyStatus]:
     data_digest = manifest.get("digest") if manifest else None
     studies = []
     for study in params["studies"]:
-        points = [point_status(layout, point, run_digest(point, data_digest) if data_digest else None)
+        points = [point_status(layout, point, {run_digest(point, data_digest, device) for device in DEVICE_TYPES}
+                               if data_digest else None)
                   for point in study_points(params, study)]
         rate, source = _rate(points, layout)
         studies.append(StudyStatus(study, points, rate, source))
