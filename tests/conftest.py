@@ -39,6 +39,13 @@ def isolated_mlflow(tmp_path, monkeypatch):
     """Each test gets its own SQLite store unless it sets the URI itself."""
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     monkeypatch.setenv("XDG_CACHE_HOME", str(REPO / ".pytest_cache" / "xdg"))
+    # the slot allocator writes these into its own process: restore them after every test, whatever it did
+    for name in ("CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER"):
+        if name in os.environ:
+            monkeypatch.setenv(name, os.environ[name])
+        else:
+            monkeypatch.setenv(name, "unset")
+            monkeypatch.delenv(name)
     # tests put paths.* under tmp_path, outside the repository they run in (the project of an in-process
     # validate); tests of that rule run their subprocesses without this variable
     monkeypatch.setenv("TRICKBENCH_ALLOW_OUTSIDE", "1")

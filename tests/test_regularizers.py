@@ -205,7 +205,7 @@ def test_max_norm_holds_after_a_step_at_a_huge_learning_rate(model_name: str, wi
     c = 3.0
     shape = (image, image, 1)
     model, reg, config = network(shape, model=model_name, width=width, regularizers=["max_norm"], max_norm=c,
-                                 lr=1e3, momentum=0.9)
+                                 lr=100.0, momentum=0.9)
     optimizer = OPTIMIZERS.get("sgd")(parameter_groups(model, reg, config), config)
     weights = penalized_weights(model)
     assert len(weights) == sum(isinstance(m, (nn.Conv2d, nn.Linear)) for m in model.modules())
@@ -222,12 +222,12 @@ def test_max_norm_holds_after_a_step_at_a_huge_learning_rate(model_name: str, wi
 
 def test_max_norm_holds_in_the_loop() -> None:
     c = 3.0
-    result = run(regularizers=["max_norm"], max_norm=c, lr=1e3, momentum=0.9)
+    result = run(regularizers=["max_norm"], max_norm=c, lr=100.0, momentum=0.9)
     units = [unit_norms(t) for k, t in result.model_state.items() if k.endswith("weight") and t.dim() > 1]
     assert len(units) == 5
     assert all(torch.all(n <= c * (1 + 1e-5)) for n in units)
     assert any(torch.any(n > 0.99 * c) for n in units)  # the bound was active
-    unbounded = run(regularizers=[], lr=1e3, momentum=0.9)
+    unbounded = run(regularizers=[], lr=100.0, momentum=0.9)
     assert unbounded.status == "diverged" or any(
         unit_norms(t).max() > c for k, t in unbounded.model_state.items() if k.endswith("weight") and t.dim() > 1)
 

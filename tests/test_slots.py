@@ -26,12 +26,20 @@ HOLDER = textwrap.dedent("""
 """)
 
 
+def forget(monkeypatch, *names: str) -> None:
+    """Unset `names` for this test and restore them after it. Set first, then deleted: monkeypatch restores
+    only what it recorded, and training_slot writes CUDA_VISIBLE_DEVICES and CUDA_DEVICE_ORDER itself; an
+    unrecorded one would leak a fake GPU into every later test's subprocesses."""
+    for name in names:
+        monkeypatch.setenv(name, "unset")
+        monkeypatch.delenv(name)
+
+
 @pytest.fixture
 def slot_env(tmp_path, monkeypatch):
     """Simulated GPUs, a private lock dir, no SLURM job around us."""
     monkeypatch.setenv("TRICKBENCH_SLOT_DIR", str(tmp_path / "slots"))
-    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
-    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    forget(monkeypatch, "SLURM_JOB_ID", "CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER")
 
     def gpus(count: int) -> None:
         monkeypatch.setenv("TRICKBENCH_GPUS", str(count))
@@ -231,8 +239,7 @@ def test_real_gpus_each_job_sees_only_its_slot_device(tmp_path, monkeypatch):
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device")
     monkeypatch.setenv("TRICKBENCH_SLOT_DIR", str(tmp_path / "slots"))
-    for name in ("TRICKBENCH_GPUS", "CUDA_VISIBLE_DEVICES", "SLURM_JOB_ID"):
-        monkeypatch.delenv(name, raising=False)
+    forget(monkeypatch, "TRICKBENCH_GPUS", "CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER", "SLURM_JOB_ID")
     listing = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, check=True).stdout
     uuids = [line.split("UUID: ")[1].rstrip(")").strip() for line in listing.splitlines()
              if line.startswith("GPU ") and "UUID: " in line]
@@ -271,8 +278,7 @@ def fake_nvidia_smi(tmp_path, monkeypatch):
     script.write_text(f"#!/bin/sh\n[ \"$1\" = -L ] || exit 9\ncat <<'LISTING'\n{NVIDIA_SMI_LISTING}LISTING\n")
     script.chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-    for name in ("TRICKBENCH_GPUS", "CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER", "SLURM_JOB_ID"):
-        monkeypatch.delenv(name, raising=False)
+    forget(monkeypatch, "TRICKBENCH_GPUS", "CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER", "SLURM_JOB_ID")
     monkeypatch.setenv("TRICKBENCH_SLOT_DIR", str(tmp_path / "slots"))
 
 
