@@ -19,11 +19,11 @@ from typing import Any
 
 import pandas as pd
 
-from trickbench import provenance, tracking
+from trickbench import provenance, tracking, versions
 from trickbench.grid import axis_keys, study_points
 from trickbench.io import atomic_path, digest_json, read_json, write_text
 from trickbench.paths import Layout
-from trickbench.report.outputs import class_counts_outputs, curves_table, metrics_file, study_outputs
+from trickbench.report.outputs import class_counts_outputs, curves_table, manifest_file, metrics_file, study_outputs
 
 
 def _label(value: Any) -> Any:
@@ -155,7 +155,8 @@ def study_report(params: dict[str, Any], layout: Layout, study: str, data: Study
     metrics = settings["metrics"]
     outputs = study_outputs(params, layout, study)
     stem = lambda key: outputs[f"{key}_md"].with_suffix("")  # noqa: E731
-    made = provenance.footer(data.records)
+    made = versions.extend_footer(provenance.footer(data.records), params,
+                                  read_json(layout.manifest)["digest"] if layout.manifest.exists() else None)
 
     # tables
     summary = summary_table(frame, group_keys, metrics)
@@ -303,7 +304,7 @@ def report(params: dict[str, Any], layout: Layout) -> list[Path]:
         if not path.is_file():
             raise FileNotFoundError(f"{path}: missing; run the stages before report first")
     written = [spectrum(params, layout), *class_counts(layout)]
-    all_records, all_curves, headlines = [], [], {}
+    all_records, all_curves, headlines, summary_runs = [], [], {}, {}
     for study, data in collected.items():
         paths = study_report(params, layout, study, data)
         written += paths
@@ -320,6 +321,7 @@ def report(params: dict[str, Any], layout: Layout) -> list[Path]:
         outputs = study_outputs(params, layout, study)
         if "paper_table_csv" in outputs:
             run.log_metrics(summary_metrics(outputs["paper_table_csv"]), step=0)
+        summary_runs[study] = run.run_id
         run.end()
     with atomic_path(layout.runs_table) as tmp:
         runs_frame(all_records).to_csv(tmp, index=False)
@@ -331,8 +333,10 @@ def report(params: dict[str, Any], layout: Layout) -> list[Path]:
     with atomic_path(curves_table(layout)) as tmp:
         curves.to_csv(tmp, index=False)
     write_json(metrics_file(layout), _finite_or_none(headlines))
-    outputs = [layout.runs_table, curves_table(layout), metrics_file(layout), *written]
+    versions.write_manifest(manifest_file(layout), versions.report_manifest(params, layout, collected, summary_runs))
+    outputs = [layout.runs_table, curves_table(layout), metrics_file(layout), manifest_file(layout), *written]
     # the record of this report (not committed): what makes a fresh clone's `snakemake` run the pipeline
     write_json(layout.report_record, {"outputs": [str(path) for path in outputs],
-                                      "runs": [r["run_digest"] for r in all_records]})
+                                      "runs": [r["run_digest"] for r in all_records],
+                                      "sha256": versions.output_digests(outputs)})
     return outputs
