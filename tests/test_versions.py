@@ -313,6 +313,24 @@ def test_snakemake_lock_is_the_lock_dvc_writes(snakemake_first, dvc_first):
 
 
 @pytest.mark.slow
+def test_lock_tags_each_mlflow_run_with_its_stage_entry(snakemake_first):
+    from trickbench import tracking
+
+    lock = lock_of(snakemake_first)
+    manifest = read_json(snakemake_first / "results/manifest.json")["mlflow"]["acts"]
+    runs = {r.info.run_id: r for r in tracking.runs_of(f"sqlite:///{snakemake_first / 'mlflow.db'}", "trickbench-acts")}
+    for run_id in manifest["run_ids"].values():
+        tags = runs[run_id].data.tags
+        assert tags["trickbench.dvc_stage"] == "train@acts"
+        assert tags["trickbench.dvc_stage_md5"] == versions.stage_lock_md5(lock["train@acts"])
+        assert tags["mlflow.source.git.commit"] and tags["trickbench.params_digest"] and tags["trickbench.data_digest"]
+    summary = runs[manifest["summary_run_id"]].data.tags
+    assert summary["trickbench.dvc_stage_md5"] == versions.stage_lock_md5(lock["report"])
+    params_digest = read_json(snakemake_first / "results/manifest.json")["params"]["digest"]
+    assert summary["trickbench.params_digest"] == params_digest and summary["mlflow.source.git.commit"]
+
+
+@pytest.mark.slow
 def test_dvc_leaves_other_presets_and_claims_alone(dvc_first):
     assert (dvc_first / "results/other-preset/runs.csv").read_text() == "study,point_id\n"
     assert (dvc_first / "results/claims.md").read_text() == "claims\n"
@@ -372,3 +390,14 @@ def test_params_and_metrics_diff_against_the_last_commit(dvc_first):
     assert re.search(r"results/metrics\.json\s+acts\.best_single\.test_error\s+\S+\s+\S+\s+-?\d", metrics), metrics
     out = run([str(BIN / "trickbench"), "diff", "HEAD", "results"], dvc_first)
     assert "params: changed (train)" in out and "code: same" in out and "acts/activation-relu__seed-0: test_error" in out
+
+
+@pytest.mark.slow
+def test_snakemake_report_names_the_commit_and_params_digest(snakemake_first, tmp_path):
+    manifest = read_json(snakemake_first / "results/manifest.json")
+    run([str(BIN / "snakemake"), "--cores", "1", "--report", str(tmp_path / "report.html")], snakemake_first)
+    html = (tmp_path / "report.html").read_text()
+    commit, digest = manifest["git_commit"], manifest["params"]["digest"][:12]
+    assert re.search(rf"made by git commit .{{0,120}}{re.escape(commit)}.{{0,200}}params digest .{{0,80}}{digest}", html)
+    footer = (snakemake_first / "results/acts/summary.md").read_text().strip().splitlines()[-1]
+    assert footer.endswith(f"; params {digest}, data {manifest['data_digest'][:12]}._")

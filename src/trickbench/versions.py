@@ -153,12 +153,33 @@ def write_manifest(path: Path, manifest: dict[str, Any]) -> Path:
     return path
 
 
+def report_description(params: dict[str, Any], layout: Any) -> dict[str, str]:
+    """What the Snakemake report's description (workflow/report/workflow.rst) names: the commit and the
+    digests of the results' manifest, else (no run yet) of the code and params at hand."""
+    from trickbench import provenance
+
+    path = Path(layout.results) / MANIFEST
+    if path.is_file():
+        manifest = read_json(path)
+        return {"git_commit": manifest["git_commit"], "params_digest": manifest["params"]["digest"][:12],
+                "data_digest": (manifest.get("data_digest") or "unknown")[:12],
+                "engine": f"{manifest['engine']['name']} {manifest['engine']['version']}", "source": str(path)}
+    return {"git_commit": provenance.git_commit(), "params_digest": digest_json(params)[:12], "data_digest": "unknown",
+            "engine": "none yet", "source": "the code and params at hand (no manifest yet)"}
+
+
 def output_digests(paths: list[Path]) -> dict[str, str]:
     """sha256 of every file the report wrote, for its record (artifacts/report.json, a cached DVC out): the
     lock hashes the record, so it covers the tables and figures that dvc.yaml does not list one by one."""
     from trickbench.io import sha256_file
 
     return {str(path): sha256_file(path) for path in sorted(map(Path, paths))}
+
+
+def digest_tags(params: dict[str, Any], layout: Any) -> dict[str, str]:
+    """MLflow tags of a summary run: the digests its tables' footers and the manifest name."""
+    data = read_json(layout.manifest)["digest"] if Path(layout.manifest).exists() else "unknown"
+    return {"trickbench.params_digest": digest_json(params), "trickbench.data_digest": data}
 
 
 def extend_footer(footer: str, params: dict[str, Any], data_digest: str | None) -> str:
@@ -204,10 +225,13 @@ def csv_numbers(path: Path) -> dict[str, float]:
     numeric = [c for c in columns if c not in NOT_METRICS and all(_float(r[c]) is not None or r[c] in ("", "nan")
                                                                   for r in rows)
                and any(_float(r[c]) is not None for r in rows)]
+    labels = [c for c in columns if c not in numeric and c not in NOT_METRICS]
     if {"study", "point_id"} <= set(columns):
         key_columns = ["study", "point_id"]
+    elif labels and len({row[labels[0]] for row in rows}) == len(rows):
+        key_columns = labels[:1]  # an id column (claims.csv), or the one axis of a table
     else:
-        key_columns = [c for c in columns if c not in numeric and c not in NOT_METRICS][:3]
+        key_columns = labels[:3]  # the axes of a summary table
     found: dict[str, float] = {}
     seen: dict[str, int] = {}
     for index, row in enumerate(rows):
@@ -398,8 +422,11 @@ def why(a: Side, b: Side) -> list[str]:
         reasons.append("data: same" if data_a[:width] == data_b[:width]
                        else f"data: changed ({data_a[:12]} -> {data_b[:12]})")
     commits_a, commits_b = a.commits(), b.commits()
-    reasons.append("code: same" if commits_a == commits_b
-                   else f"code: changed ({_short(commits_a)} -> {_short(commits_b)})")
+    if not commits_a or not commits_b:
+        reasons.append("code: unknown")
+    else:
+        reasons.append("code: same" if commits_a == commits_b
+                       else f"code: changed ({_short(commits_a)} -> {_short(commits_b)})")
     machines_a, machines_b = a.machines(), b.machines()
     strip = lambda ms: sorted(digest_json({k: v for k, v in m.items() if k != "runs"}) for m in ms)  # noqa: E731
     if not machines_a or not machines_b:
@@ -457,14 +484,13 @@ def diff(a: str, b: str, root: Path = Path("."), results: str = "results") -> li
         files_a = params_files(tree_a) if tree_a else {}
         files_b = params_files(tree_b) if tree_b else {}
         diffs = []
-        for name in sorted(set(found_a) & set(found_b)):
-            key = results if name == "." else f"{results}/{name}"
-            diffs.append(diff_folders(key if tree_a or tree_b else name,
-                                      _side(label_a, found_a[name], files_a.get(key)),
-                                      _side(label_b, found_b[name], files_b.get(key))))
-        for name in sorted(set(found_a) ^ set(found_b)):
-            where = label_a if name in found_a else label_b
-            diffs.append(FolderDiff(name, [f"only in {where}"]))
+        shown = lambda name: (results if name == "." else f"{results}/{name}") if tree_a or tree_b else name  # noqa: E731
+        for name in sorted(set(found_a) | set(found_b)):
+            if name in found_a and name in found_b:
+                diffs.append(diff_folders(shown(name), _side(label_a, found_a[name], files_a.get(shown(name))),
+                                          _side(label_b, found_b[name], files_b.get(shown(name)))))
+            else:
+                diffs.append(FolderDiff(shown(name), [f"only in {label_a if name in found_a else label_b}"]))
         return diffs
 
 
@@ -515,7 +541,46 @@ def lock(root: Path = Path(".")) -> str:
         lines = [line for line in (done.stderr + done.stdout).splitlines() if line.strip()]
         raise VersionsError(f"dvc commit: {lines[-1] if lines else 'failed'} (run `dvc status` for details)")
     stages = (yaml.safe_load((Path(root) / "dvc.lock").read_text()) or {}).get("stages", {})
-    return f"dvc.lock: {len(stages)} stages recorded ({', '.join(stages)})"
+    tagged = tag_runs_with_lock(Path(root), stages)
+    return (f"dvc.lock: {len(stages)} stages recorded ({', '.join(stages)})"
+            + (f"; {tagged} MLflow run(s) tagged with their stage's lock entry" if tagged else ""))
+
+
+def stage_lock_md5(entry: dict[str, Any]) -> str:
+    """md5 of one stage's dvc.lock entry (its cmd, params and the md5 of every dep and out), as canonical JSON."""
+    import hashlib
+    import json
+
+    return hashlib.md5(json.dumps(entry, sort_keys=True).encode()).hexdigest()
+
+
+def tag_runs_with_lock(root: Path, stages: dict[str, Any]) -> int:
+    """Tag the MLflow runs the manifest names with the lock entry of the stage that made them
+    (`trickbench.dvc_stage`, `trickbench.dvc_stage_md5`): train runs with `train@<study>`, summary runs with
+    `report`. Done after the lock is written, as a stage cannot know its own entry while it runs."""
+    from trickbench import tracking
+    from trickbench.params import load_params
+    from trickbench.paths import Layout
+
+    params_file = root / "params.yaml"
+    if not params_file.is_file():
+        return 0
+    params = load_params(params_file)
+    manifest_path = root / Layout.from_params(params).results / MANIFEST
+    if not params["tracking"]["enabled"] or not manifest_path.is_file():
+        return 0
+    runs: dict[str, str] = {}
+    for study, entry in read_json(manifest_path).get("mlflow", {}).items():
+        for run_id in entry.get("run_ids", {}).values():
+            if run_id and f"train@{study}" in stages:
+                runs[run_id] = f"train@{study}"
+        if entry.get("summary_run_id") and "report" in stages:
+            runs[entry["summary_run_id"]] = "report"
+    uri = tracking.tracking_uri(params)
+    for run_id, stage in runs.items():
+        tracking.tag_run(uri, run_id, {"trickbench.dvc_stage": stage,
+                                       "trickbench.dvc_stage_md5": stage_lock_md5(stages[stage])})
+    return len(runs)
 
 
 def pull(root: Path = Path("."), remote: str | None = None) -> str:

@@ -314,7 +314,8 @@ def report(params: dict[str, Any], layout: Layout) -> list[Path]:
         identity = digest_json(["summary", study, params["report"], [r["run_digest"] for r in data.records],
                                 read_json(layout.ensemble_json(study))])
         run = tracking.open_run(params, tracking.experiment_name(params, study), f"summary-{study}",
-                                {"trickbench.study": study, "trickbench.kind": "summary"}, {"report": params["report"]},
+                                {"trickbench.study": study, "trickbench.kind": "summary",
+                                 **versions.digest_tags(params, layout)}, {"report": params["report"]},
                                 identity=identity, reuse_finished=True)
         for path in paths + [layout.spectrum_figure]:
             run.log_artifact(path, "report")
