@@ -2,13 +2,15 @@
 
 The report stage writes `<results>/manifest.json`: digests of the params (whole and per section) and of the
 prepared data, the git commit of the code, the engine that ran it, the machines of the runs, the MLflow
-experiments and runs, and (under `timing`, the one key that changes from run to run) the training time.
+experiments and runs, and, under `timing`, the training time. The same code, params and machine give
+the same manifest but for `timing`, the engine's name and the MLflow run ids (new work, new runs).
 `trickbench diff A B` compares two results folders, or `results/` at two git commits, and says which
 numbers changed, by how much, and whether params, data, code or machine changed.
 
-The manifest cannot hold the dvc.lock hash of the stage that writes it (the lock is written after the
-stage, and hashes the manifest): the link goes the other way, the lock's `outs` of the report stage hash
-the results folder and with it the manifest.
+The manifest cannot hold the dvc.lock hash of the stage that writes it (DVC writes the entry after the
+stage ran, and the entry hashes the manifest): the lock's `outs` of the report stage name the manifest's
+md5, and `trickbench lock` (after the lock is written) tags each MLflow run the manifest names with the
+md5 of its stage's entry. `lock` and `pull` are the two steps of the Makefile around the engines.
 """
 from __future__ import annotations
 
@@ -115,7 +117,7 @@ def build_manifest(params: dict[str, Any], records: dict[str, list[dict[str, Any
         "mlflow": {study: {**experiments.get(study, {}), "summary_run_id": summary_runs.get(study),
                            "run_ids": {r["point_id"]: r.get("mlflow_run_id") for r in study_records}}
                    for study, study_records in records.items()},
-        # the only key that differs between two runs of the same code, params and machine
+        # apart: the one key that differs between two runs of the same work by the same engine into one store
         "timing": {"train_seconds": {study: round(seconds, 3) for study, seconds in train_seconds.items()},
                    "train_seconds_total": round(sum(train_seconds.values()), 3)},
     }
