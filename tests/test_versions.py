@@ -206,6 +206,14 @@ def test_diff_bad_input_is_one_line_and_exit_2(tmp_path, argv, culprit):
     assert done.stderr.count("\n") == 1 and culprit in done.stderr and done.stderr.startswith("trickbench diff: error: ")
 
 
+@pytest.mark.parametrize("command", ["lock", "pull"])
+def test_lock_and_pull_outside_a_dvc_project_is_bad_input(tmp_path, command):
+    done = subprocess.run([str(BIN / "trickbench"), command, "--root", str(tmp_path)], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(REPO / "src")})
+    assert done.returncode == 2 and done.stderr.count("\n") == 1
+    assert f"{tmp_path / 'dvc.yaml'}: missing" in done.stderr and not any(tmp_path.iterdir())
+
+
 # ------------------------------------------------------------------------------------------ the engines
 
 POINTS = ["activation-relu__seed-0", "activation-relu__seed-1", "activation-rrelu__seed-0", "activation-rrelu__seed-1"]
