@@ -11,7 +11,7 @@ CORES ?= all
 export MALLOC_MMAP_THRESHOLD_ ?= 2147483647
 export MALLOC_TRIM_THRESHOLD_ ?= 4294967296
 
-.PHONY: venv run test test-fast report-html lock clean-artifacts
+.PHONY: venv run test test-fast report-html lock push pull clean-artifacts
 
 venv: $(STAMP)
 
@@ -22,8 +22,19 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
+# then dvc.lock records what Snakemake made (`trickbench lock`: dvc commit), the lock `dvc repro` would write
 run: venv
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --cores $(CORES)
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/trickbench lock
+
+# artifacts/ (prepared data, checkpoints, predictions, records) to and from the DVC remote (README:
+# "Versioned results"). `trickbench pull` is `dvc pull`, then `snakemake --touch --forceall` (a checkout
+# writes files in any order and a clone has no .snakemake records), so neither engine has anything to do.
+push: venv
+	$(BIN)/dvc push
+
+pull: venv
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/trickbench pull
 
 test: venv
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -q -ra

@@ -226,6 +226,24 @@ def cmd_claims(args: argparse.Namespace) -> None:
     print(f"claims: {len(table)} claims -> {args.out / 'claims.csv'}, {args.out / 'claims.md'}")
 
 
+def cmd_diff(args: argparse.Namespace) -> None:
+    from trickbench.versions import diff, render
+
+    print(render(diff(args.a, args.b, args.root, args.results), args.a, args.b, args.limit))
+
+
+def cmd_lock(args: argparse.Namespace) -> None:
+    from trickbench.versions import lock
+
+    print(lock(args.root))
+
+
+def cmd_pull(args: argparse.Namespace) -> None:
+    from trickbench.versions import pull
+
+    print(pull(args.root, args.remote))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="trickbench", description=__doc__.splitlines()[0])
     parser.add_argument("--params", default="params.yaml", type=Path, help="params file (default: params.yaml)")
@@ -265,6 +283,19 @@ def build_parser() -> argparse.ArgumentParser:
                  "results (results/claims.md, .csv)")
     claims.add_argument("--root", type=Path, default=Path("."), help="project root holding configs/ and results/")
     claims.add_argument("--out", type=Path, default=Path("results"), help="folder of claims.md and claims.csv")
+    changes = add("diff", cmd_diff, "which metrics changed between two results folders or two git commits of "
+                  "results/, by how much, and whether params, data, code or machine changed")
+    changes.add_argument("a", help="a results folder, or a git commit (its results/)")
+    changes.add_argument("b", help="a results folder, or a git commit (its results/)")
+    changes.add_argument("--root", type=Path, default=Path("."), help="the git repository of the commits")
+    changes.add_argument("--results", default="results", help="the results folder inside the repository")
+    changes.add_argument("--limit", type=int, default=20, help="changed numbers shown per file")
+    add("lock", cmd_lock, "record the outputs of a Snakemake run in dvc.lock (dvc commit), so both engines leave "
+        "the same lock").add_argument("--root", type=Path, default=Path("."), help="the DVC project")
+    fetch = add("pull", cmd_pull, "on a fresh clone: dvc pull the artifacts, then bring Snakemake's records up to "
+                "date (snakemake --touch), so neither engine has anything to do")
+    fetch.add_argument("--root", type=Path, default=Path("."), help="the DVC project")
+    fetch.add_argument("--remote", help="the DVC remote (default: the project's default remote)")
     return parser
 
 

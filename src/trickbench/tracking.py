@@ -363,5 +363,13 @@ def runs_of(uri: str, experiment: str) -> list[Any]:
     return mlflow_client.search_runs([found.experiment_id], max_results=10000)
 
 
+def tag_run(uri: str, run_id: str, tags: dict[str, str]) -> None:
+    """Add tags to an existing run, finished or not (trickbench.versions: the dvc.lock entry of its stage)."""
+    from mlflow.entities import RunTag
+
+    mlflow_client = client(uri)
+    retry(lambda: mlflow_client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()]))
+
+
 def metric_history(uri: str, run_id: str, key: str) -> list[Any]:
     return client(uri).get_metric_history(run_id, key)

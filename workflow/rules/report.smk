@@ -4,9 +4,12 @@
 from snakemake.io import report as report_flag
 
 from trickbench.report.outputs import report_entries
+from trickbench.versions import report_description
 
 
 report: "../report/workflow.rst"
+# what the description names (its Jinja sees snakemake.config): the commit and params digest of the manifest
+config["trickbench_versions"] = report_description(PARAMS, LAYOUT)
 
 
 def marked_report_outputs():

@@ -47,6 +47,11 @@ def metrics_file(layout: Layout) -> Path:
     return layout.results / "metrics.json"
 
 
+def manifest_file(layout: Layout) -> Path:
+    """What made this results folder: params, data, code, engine, machines, MLflow runs (trickbench.versions)."""
+    return layout.results / "manifest.json"
+
+
 def has_axes(params: dict[str, Any], study: str) -> set[str]:
     return set(axis_keys(study_points(params, study)))
 
@@ -100,6 +105,7 @@ def report_entries(params: dict[str, Any], layout: Layout) -> list[ReportEntry]:
                ReportEntry(layout.runs_table, None, "0 all studies", "tables"),
                ReportEntry(curves_table(layout), None, "0 all studies", "tables"),
                ReportEntry(metrics_file(layout), None, "0 all studies", "tables"),
+               ReportEntry(manifest_file(layout), None, "0 all studies", "tables"),
                ReportEntry(layout.spectrum_figure, "pca_spectrum", "0 all studies", "data"),
                *(ReportEntry(path, "class_counts" if ext == "html" else None, "0 all studies", "data")
                  for ext, path in class_counts_outputs(layout).items()),

@@ -19,11 +19,12 @@ from typing import Any
 
 import pandas as pd
 
-from trickbench import provenance, tracking
+from trickbench import provenance, tracking, versions
 from trickbench.grid import axis_keys, study_points
 from trickbench.io import atomic_path, digest_json, read_json, write_text
 from trickbench.paths import Layout
-from trickbench.report.outputs import claims_outputs, class_counts_outputs, curves_table, metrics_file, runs_html, study_outputs
+from trickbench.report.outputs import (claims_outputs, class_counts_outputs, curves_table, manifest_file, metrics_file,
+                                      runs_html, study_outputs)
 
 
 def _label(value: Any) -> Any:
@@ -156,7 +157,8 @@ def study_report(params: dict[str, Any], layout: Layout, study: str, data: Study
     metrics = settings["metrics"]
     outputs = study_outputs(params, layout, study)
     stem = lambda key: outputs[f"{key}_md"].with_suffix("")  # noqa: E731
-    made = provenance.footer(data.records)
+    made = versions.extend_footer(provenance.footer(data.records), params,
+                                  read_json(layout.manifest)["digest"] if layout.manifest.exists() else None)
 
     # tables
     summary = summary_table(frame, group_keys, metrics)
@@ -288,19 +290,23 @@ def headline(params: dict[str, Any], layout: Layout, study: str, records: list[d
     return result
 
 
-def log_summary_run(params: dict[str, Any], layout: Layout, study: str, data: StudyData, paths: list[Path]) -> None:
-    """The study's MLflow summary run: every table and figure, the paper table's numbers as metrics."""
+def log_summary_run(params: dict[str, Any], layout: Layout, study: str, data: StudyData,
+                    paths: list[Path]) -> str | None:
+    """The study's MLflow summary run: every table and figure, the paper table's numbers as metrics; its id."""
     identity = digest_json(["summary", study, params["report"], [r["run_digest"] for r in data.records],
                             read_json(layout.ensemble_json(study))])
     run = tracking.open_run(params, tracking.experiment_name(params, study), f"summary-{study}",
-                            {"trickbench.study": study, "trickbench.kind": "summary"}, {"report": params["report"]},
+                            {"trickbench.study": study, "trickbench.kind": "summary",
+                             **versions.digest_tags(params, layout)}, {"report": params["report"]},
                             identity=identity, reuse_finished=True)
     for path in paths + [layout.spectrum_figure]:
         run.log_artifact(path, "report")
     outputs = study_outputs(params, layout, study)
     if "paper_table_csv" in outputs:
         run.log_metrics(summary_metrics(outputs["paper_table_csv"]), step=0)
+    run_id = run.run_id
     run.end()
+    return run_id
 
 
 def preset_verdicts(params: dict[str, Any], layout: Layout, footer: str) -> list[Path]:
@@ -349,10 +355,11 @@ def report(params: dict[str, Any], layout: Layout) -> list[Path]:
         all_curves.append(data.curves)
         headlines[study] = headline(params, layout, study, data.records)
     runs = runs_frame(all_records)
+    made = versions.extend_footer(provenance.footer(all_records), params, read_json(layout.manifest)["digest"])
     with atomic_path(layout.runs_table) as tmp:
         runs.to_csv(tmp, index=False)
     write_text(runs_html(layout), to_html(runs, "Every run of every study: axis values, status and final metrics.",
-                                          provenance.footer(all_records)))
+                                          made))
     curves = pd.concat(all_curves, ignore_index=True) if all_curves else pd.DataFrame()
     if len(curves):
         curves.insert(0, "run", curves["study"] + "/" + curves["point_id"])
@@ -361,12 +368,15 @@ def report(params: dict[str, Any], layout: Layout) -> list[Path]:
     with atomic_path(curves_table(layout)) as tmp:
         curves.to_csv(tmp, index=False)
     write_json(metrics_file(layout), _finite_or_none(headlines))
-    claims = preset_verdicts(params, layout, provenance.footer(all_records))  # reads the tables just written
+    claims = preset_verdicts(params, layout, made)  # reads the tables just written
     written += claims
-    for study, data in collected.items():
-        log_summary_run(params, layout, study, data, study_paths[study] + claims)
-    outputs = [layout.runs_table, runs_html(layout), curves_table(layout), metrics_file(layout), *written]
+    summary_runs = {study: log_summary_run(params, layout, study, data, study_paths[study] + claims)
+                    for study, data in collected.items()}
+    versions.write_manifest(manifest_file(layout), versions.report_manifest(params, layout, collected, summary_runs))
+    outputs = [layout.runs_table, runs_html(layout), curves_table(layout), metrics_file(layout), manifest_file(layout),
+               *written]
     # the record of this report (not committed): what makes a fresh clone's `snakemake` run the pipeline
     write_json(layout.report_record, {"outputs": [str(path) for path in outputs],
-                                      "runs": [r["run_digest"] for r in all_records]})
+                                      "runs": [r["run_digest"] for r in all_records],
+                                      "sha256": versions.output_digests(outputs)})
     return outputs

@@ -163,7 +163,10 @@ def train_point(params: dict[str, Any], layout: Layout, study: str, point_id: st
         with open(tmp, "wb") as handle:
             np.savez(handle, **result.predictions)
     with atomic_path(run_dir / "model.pt") as tmp:
-        torch.save(result.model_state, tmp)
+        # to a file object: saved to a path, torch names the archive's folder after the (random) temporary
+        # name, so the same weights gave other bytes each time (and another md5 in dvc.lock)
+        with open(tmp, "wb") as handle:
+            torch.save(result.model_state, handle)
     write_json(run_dir / "diagnostics.json", result.diagnostics)
     metrics = {
         "study": study, "point_id": point_id, "axes": point.axes, "config": point.config,
