@@ -179,6 +179,10 @@ def test_snakemake_killed_then_rerun_incomplete_has_one_run_per_point(tmp_path):
                  timeout=600, what="one finished and one running grid point")
     finally:
         stop_process_group(engine, signal.SIGKILL)
+    # what the README says to do after a killed Snakemake: unlock, then rerun the incomplete jobs
+    unlocked = subprocess.run([str(BIN / "snakemake"), "--unlock"], cwd=workdir, env=env_for(uri),
+                              capture_output=True, text=True, timeout=300)
+    assert unlocked.returncode == 0, unlocked.stderr[-2000:]
     done = subprocess.run([str(BIN / "snakemake"), "--cores", "2", "--rerun-incomplete"], cwd=workdir,
                           env=env_for(uri), capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]

@@ -218,7 +218,7 @@ def test_lock_and_pull_outside_a_dvc_project_is_bad_input(tmp_path, command):
 
 POINTS = ["activation-relu__seed-0", "activation-relu__seed-1", "activation-rrelu__seed-0", "activation-rrelu__seed-1"]
 # written anew by every run of the same work: MLflow run ids and the seconds per epoch
-VOLATILE = {"metrics.json", "history.csv"}
+VOLATILE = {"metrics.json", "history.csv", "progress.json"}  # run ids, seconds, pid and host
 
 
 def engine_env(workdir: Path) -> dict[str, str]:
@@ -305,7 +305,8 @@ def test_snakemake_lock_is_the_lock_dvc_writes(snakemake_first, dvc_first):
             {d["path"]: d["md5"] for d in dvc[stage].get("deps", [])}, stage
     smk_runs = dir_listing(snakemake_first, outs(smk, "train@acts")["artifacts/runs/acts"])
     dvc_runs = dir_listing(dvc_first, outs(dvc, "train@acts")["artifacts/runs/acts"])
-    assert set(smk_runs) == set(dvc_runs) and len(smk_runs) == 6 * len(POINTS)
+    # six outputs per point and its progress record (trickbench status: pid, host, seconds)
+    assert set(smk_runs) == set(dvc_runs) and len(smk_runs) == 7 * len(POINTS)
     differ = {path for path in smk_runs if smk_runs[path] != dvc_runs[path]}
     assert {Path(p).name for p in differ} <= VOLATILE, differ  # models, predictions, batch losses: identical
     # the results both engines committed: the same numbers
