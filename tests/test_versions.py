@@ -188,6 +188,17 @@ def test_diff_between_two_commits_of_a_repository(tmp_path, capsys):
     assert "acts/rrelu__seed-0: test_error: 0.04 -> 0.02 (-0.02)" in preset_part
     assert git(repo, "status", "--porcelain") == ""  # nothing written into the repository
 
+    # the preset's folder gets a manifest; the first commit's has none: both sides are then read from the
+    # params files (a manifest's validated sections never compared with a raw file's)
+    from trickbench.params import validate
+
+    results_folder(repo / "results" / "preset", validate(preset), {"relu__seed-0": 0.05, "rrelu__seed-0": 0.02})
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "third: the preset's manifest")
+    code, out, _ = diff_output(capsys, first[:7], "HEAD", "--root", str(repo))
+    assert code == 0, out
+    assert "params: changed (train) (from the commits' params files)" in out.split("\nresults/preset: ")[1]
+
 
 @pytest.mark.parametrize("argv, culprit", [
     (["no-such-folder", "HEAD"], "no-such-folder: neither a results folder nor a git commit"),

@@ -358,8 +358,10 @@ class Side:
     manifest: dict[str, Any] | None
     params_file: Path | None = None  # from the commit, where the folder has no manifest
 
-    def params_sections(self) -> dict[str, str] | None:
-        if self.manifest:
+    def params_sections(self, from_file: bool = False) -> dict[str, str] | None:
+        """Digest per params section: the manifest's (validated, defaults filled) or, with `from_file` or
+        without a manifest, the raw file's; the two kinds are never compared with each other."""
+        if self.manifest and not (from_file and self.params_file is not None):
             return self.manifest["params"]["sections"]
         if self.params_file is not None:
             import yaml
@@ -409,7 +411,8 @@ def _short(commits: list[str]) -> str:
 def why(a: Side, b: Side) -> list[str]:
     """Whether params, data, code and machine differ between the two sides ('unknown' where a side cannot say)."""
     reasons = []
-    sections_a, sections_b = a.params_sections(), b.params_sections()
+    both = bool(a.manifest and b.manifest)
+    sections_a, sections_b = a.params_sections(from_file=not both), b.params_sections(from_file=not both)
     if sections_a is None or sections_b is None:
         reasons.append("params: unknown (no manifest or params file)")
     else:
