@@ -334,7 +334,8 @@ def open_run(params: dict[str, Any], experiment: str, run_name: str, tags: dict[
              reuse_finished: bool = False) -> Run | BackgroundRun | NoRun:
     """The run of a stage; `background=True` (train jobs) returns at once, see BackgroundRun.
 
-    `identity` (a digest of the stage, its params and its inputs) keeps one run per piece of work: other
+    `identity` (a digest of the stage, its params, its inputs and the absolute path of its outputs: two
+    checkouts logging to one server are two pieces of work) keeps one run per piece of work: other
     runs of the same identity are moved to MLflow's trash when this one opens, and with `reuse_finished`
     a FINISHED one is kept instead and nothing is logged again (the same data prepared by Snakemake and
     then by DVC is one run)."""

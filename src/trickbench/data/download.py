@@ -23,13 +23,13 @@ import os
 import socket
 import ssl
 import sys
-import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
 
 from trickbench.data.archives import DataError
+from trickbench.io import atomic_path
 
 __all__ = ["NetworkError", "MIRROR_ENV", "TIMEOUT_S", "CHUNK_BYTES", "MAX_DOWNLOAD_BYTES", "mirror_url",
            "download_file"]
@@ -79,19 +79,10 @@ def download_file(url: str, target: str | os.PathLike, *, md5: str, expected_byt
     local_copy: the sentence telling the user how to give the file without a download (in every error).
     Returns {"url", "bytes", "md5", "sha256"} of the file now under `target`.
     """
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out:
+    with atomic_path(target, suffix=".part") as tmp:  # fsynced and renamed only once verified
+        with open(tmp, "wb") as out:
             digests = _stream(url, out, md5=md5, expected_bytes=expected_bytes, local_copy=local_copy,
                               progress=progress)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
     return {"url": url, **digests}
 
 

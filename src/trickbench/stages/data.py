@@ -74,7 +74,7 @@ def prepare(params: dict[str, Any], layout: Layout, progress: bool = True) -> di
     write_json(layout.manifest, manifest)
     run = tracking.open_run(params, tracking.experiment_name(params, tracking.DATA_EXPERIMENT),
                             "prepare", {"trickbench.stage": "prepare", "trickbench.data_digest": manifest["digest"]},
-                            {"data": data}, identity=digest_json(["prepare", data, manifest["digest"]]),
+                            {"data": data}, identity=digest_json(["prepare", data, manifest["digest"], str(layout.prepared.resolve())]),
                             reuse_finished=True)
     run.log_dataset(data["source"], manifest["digest"], str(layout.prepared),
                     {"features": prepared.images["train"], "targets": prepared.labels["train"]}, "training")
@@ -105,7 +105,8 @@ def stats(params: dict[str, Any], layout: Layout) -> dict[str, Any]:
     figure = plot_spectrum(summary, arrays)  # the report stage writes it under results/
     run = tracking.open_run(params, tracking.experiment_name(params, tracking.DATA_EXPERIMENT),
                             "stats", {"trickbench.stage": "stats", "trickbench.data_digest": summary["data_digest"]},
-                            {"stats": params["stats"]}, identity=digest_json(["stats", params["stats"], summary["data_digest"]]),
+                            {"stats": params["stats"]}, identity=digest_json(["stats", params["stats"], summary["data_digest"],
+                                                                       str(layout.stats_json.resolve())]),
                             reuse_finished=True)
     run.log_metrics({f"eigenvalue_{i}": v for i, v in enumerate(summary["eigenvalues"])}, step=0)
     run.log_artifact(layout.stats_json)

@@ -294,7 +294,7 @@ def log_summary_run(params: dict[str, Any], layout: Layout, study: str, data: St
                     paths: list[Path]) -> str | None:
     """The study's MLflow summary run: every table and figure, the paper table's numbers as metrics; its id."""
     identity = digest_json(["summary", study, params["report"], [r["run_digest"] for r in data.records],
-                            read_json(layout.ensemble_json(study))])
+                            read_json(layout.ensemble_json(study)), str(layout.study_results(study).resolve())])
     run = tracking.open_run(params, tracking.experiment_name(params, study), f"summary-{study}",
                             {"trickbench.study": study, "trickbench.kind": "summary",
                              **versions.digest_tags(params, layout)}, {"report": params["report"]},

@@ -135,7 +135,7 @@ def train_point(params: dict[str, Any], layout: Layout, study: str, point_id: st
     run = tracking.open_run(params, tracking.experiment_name(params, study), point_id, tags,
                             {**point.config, "data.source": params["data"]["source"]},
                             run_id=previous.get("mlflow_run_id") if previous else None, background=True,
-                            identity=digest)
+                            identity=digest_json([digest, str(run_dir.resolve())]))
     if previous is not None:
         log_missing_epochs(run, previous["history"])
     else:
