@@ -190,7 +190,17 @@ class PresetData:
         epochs = self.runs["epochs_run"].dropna() if "epochs_run" in self.runs.columns else []
         ran = (f"{int(epochs.min())}" if epochs.min() == epochs.max() else f"{int(epochs.min())}–{int(epochs.max())}") \
             if len(epochs) else "?"
-        return text + f"; {ran} epochs run, {len(self.runs)} runs"
+        return text + f"; {ran} epochs run, {len(self.runs)} runs" + self.made_on()
+
+    def made_on(self) -> str:
+        """Where the runs were made (runs.csv's provenance columns), each machine once; '' without them."""
+        from trickbench.provenance import KEYS, describe
+
+        present = [key for key in KEYS if key in self.runs.columns]
+        if not present:
+            return ""
+        machines = {describe(dict(zip(present, map(str, row)))) for row in self.runs[present].itertuples(index=False)}
+        return "; " + "; ".join(sorted(machines))
 
 
 # ------------------------------------------------------------------------------------------------ claims
