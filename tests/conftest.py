@@ -119,3 +119,15 @@ def stop_process_group(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> Non
         os.killpg(proc.pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
+
+
+class StopTraining(Exception):
+    """Raised by `stop_after` to interrupt a training run as a kill would, right after an epoch's checkpoint."""
+
+
+def stop_after(stop_epoch: int):
+    """An `on_epoch_end` callback for train() that interrupts it once epoch `stop_epoch` has ended."""
+    def callback(epoch: int) -> None:
+        if epoch == stop_epoch:
+            raise StopTraining
+    return callback

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from conftest import StopTraining, stop_after
 from test_train_loop import digits, digits_stats, stats_of, train_config
 from trickbench.data.prepared import Prepared
 from trickbench.data.preprocess import build_preprocessor
@@ -127,16 +128,9 @@ def test_a_cpu_job_never_calls_torch_cuda_even_when_it_checkpoints_and_resumes(c
     config = train_config(epochs=3, regularizers=["dropout"], augmentations=["flip", "crop"])
     checkpoint = tmp_path / "checkpoint.pt"
 
-    class Stop(Exception):
-        pass
-
-    def stop_after_2(epoch):
-        if epoch == 2:
-            raise Stop
-
-    with pytest.raises(Stop):
+    with pytest.raises(StopTraining):
         train(config, digits(), digits_stats(), config_digest="cpu-job", checkpoint_path=checkpoint,
-              on_epoch_end=stop_after_2)
+              on_epoch_end=stop_after(2))
     state = load_checkpoint(checkpoint, "cpu-job")
     assert state["device_type"] == "cpu" and set(state["rng"]) == {"device_type", "torch_cpu", "generator"}
     resumed = train(config, digits(), digits_stats(), config_digest="cpu-job", checkpoint_path=checkpoint)
@@ -322,17 +316,10 @@ def test_a_checkpoint_of_another_device_type_is_refused_with_one_line(tmp_path):
     checkpoint = layout.checkpoint(STUDY, POINT)
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
 
-    class Stop(Exception):
-        pass
-
-    def stop_after_2(epoch):
-        if epoch == 2:
-            raise Stop
-
-    with pytest.raises(Stop):
+    with pytest.raises(StopTraining):
         train(point.config, load_prepared(layout.prepared),
               load_stats(layout.stats_json, layout.stats_arrays, device=torch.device("cpu")),
-              config_digest=run_digest(point, data_digest, "cpu"), checkpoint_path=checkpoint, on_epoch_end=stop_after_2)
+              config_digest=run_digest(point, data_digest, "cpu"), checkpoint_path=checkpoint, on_epoch_end=stop_after(2))
     with pytest.raises(DataError, match=r"checkpoint written on cpu, this job runs on cuda"):
         refuse_other_device_checkpoint(checkpoint, point, data_digest, "cuda")
     refuse_other_device_checkpoint(checkpoint, point, data_digest, "cpu")  # its own device: no objection

@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import BIN, tiny_params, write_params
+from conftest import BIN, StopTraining, stop_after, tiny_params, write_params
 from trickbench import tracking
 from trickbench.paths import Layout
 from trickbench.train.loop import CHECKPOINT_VERSION, load_checkpoint, save_checkpoint
@@ -235,24 +235,17 @@ def test_truncated_checkpoint_retrains_from_scratch(tmp_path):
     checkpoint, run_dir = layout.checkpoint(STUDY, POINT), layout.run_dir(STUDY, POINT)
     point = find_point(params, STUDY, POINT)
 
-    class Stop(Exception):
-        pass
-
-    def stop_after_epoch_2(epoch: int) -> None:
-        if epoch == 2:
-            raise Stop
-
     threads = torch.get_num_threads()
     torch.set_num_threads(params["resources"]["threads"])
     try:
         first = train_point(params, layout, STUDY, POINT)
         assert not checkpoint.exists()  # a complete run drops its checkpoint: a rerun trains afresh
         shutil.copytree(run_dir, tmp_path / "reference")
-        with pytest.raises(Stop):  # a real checkpoint of this run after epoch 2
+        with pytest.raises(StopTraining):  # a real checkpoint of this run after epoch 2
             train(point.config, load_prepared(layout.prepared),
                   load_stats(layout.stats_json, layout.stats_arrays, device=torch.device("cpu")),
                   config_digest=run_digest(point, read_json(layout.manifest)["digest"], "cpu"),
-                  checkpoint_path=checkpoint, on_epoch_end=stop_after_epoch_2)
+                  checkpoint_path=checkpoint, on_epoch_end=stop_after(2))
         intact = checkpoint.read_bytes()
         checkpoint.write_bytes(intact[: len(intact) // 2])
         from_scratch = train_point(params, layout, STUDY, POINT)
