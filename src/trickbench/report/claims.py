@@ -554,7 +554,7 @@ for _balance in ("oversample", "undersample", "class_weighted_loss"):
 
 _TABLES = {"cifar10": ("scaled-cifar10", "Table 3 (CIFAR-10)", "test_error", "train_error"),
            "cifar100": ("paper-cifar100", "Table 4 (CIFAR-100)", "test_error", "train_error"),
-           "ndsb": ("paper-ndsb", "Table 5 (NDSB)", "test_loss", "train_loss_running")}
+           "ndsb": ("scaled-ndsb", "Table 5 (NDSB)", "test_loss", "train_loss_running")}
 _LABEL = {"relu": "ReLU", "leaky_relu_a100": "Leaky ReLU a=100", "leaky_relu_a5.5": "Leaky ReLU a=5.5",
           "prelu": "PReLU", "rrelu": "RReLU"}
 
