@@ -274,7 +274,9 @@ def _fill_every_preset(root):
             pd.DataFrame({"point_id": ids, "late_over_early": rng.uniform(0.1, 1.0, len(ids))}).to_csv(
                 results / study / "diagnosis.csv", index=False)
             configurations = {pid.rsplit("__seed-", 1)[0] for pid in ids}
-            kinds = ["best_single", "top_k", *["seeds"] * len(configurations), "snapshot"]
+            seeds = {pid.rsplit("__seed-", 1)[1] for pid in ids}
+            kinds = ["best_single", "top_k", *["seeds"] * len(configurations), "snapshot",
+                     *["top_k_of_seed"] * len(seeds), *["snapshot_of_run"] * len(ids)]
             pd.DataFrame({"kind": kinds, "gain_test_error": rng.normal(0, 0.01, len(kinds)),
                           "gain_over_best_member_test_error": rng.normal(0, 0.01, len(kinds))}).to_csv(
                 results / study / "ensembles.csv", index=False)
@@ -289,8 +291,9 @@ def test_every_registered_claim_is_evaluated_once_its_preset_has_run(tmp_path):
     assert n["act-sigmoid-slower-than-relu"] == 9  # 3 non-zero initializers x 3 seeds
     assert n["init-zeros-no-learning"] == 9  # 3 activations x 3 seeds, against chance
     assert n["lr-plateau-beats-constant"] == 3 and n["xu-c10-prelu-beats-relu"] == 5  # scaled-cifar10: 5 seeds
-    assert n["ens-seeds-beat-best-member"] == 9 and n["ens-top-k-beats-best-single"] == 1
-    assert table.loc["ens-top-k-beats-best-single", "verdict"] == "inconclusive"
+    # seed-regularizers: 9 regularizer settings x 3 seeds = 27 runs
+    assert n["ens-seeds-beat-best-member"] == 9 and n["ens-top-k-beats-best-single"] == 3
+    assert n["ens-snapshot-beats-best-single"] == 27
     evaluated = table[table["n"] >= 3]
     assert evaluated[["effect", "ci_low", "ci_high", "p_holm"]].notna().all().all()
     # BN's epochs to loss 1.0: every synthetic curve reaches it at epoch 2 or 3

@@ -41,7 +41,7 @@ def test_ensemble_of_identical_models_equals_the_single_model():
     copies = [dict(single, point_id=f"copy{i}", axes={"activation": "a", "seed": i}) for i in range(3)]
     result = build_ensembles(copies, "val_loss", top_k=3)
     rows = {row["kind"]: row for row in result["rows"]}
-    assert set(rows) == {"best_single", "top_k", "seeds", "snapshot"}
+    assert set(rows) == {"best_single", "top_k", "seeds", "snapshot", "snapshot_of_run"}
     for row in result["rows"]:
         for metric in ("val_loss", "val_error", "test_loss", "test_error"):
             assert row[metric] == pytest.approx(single[metric], rel=1e-12)
@@ -103,3 +103,33 @@ def test_members_evaluated_on_different_data_are_refused():
     b["predictions"]["val_labels"] = (VAL_LABELS + 1) % CLASSES
     with pytest.raises(ValueError, match="different val data"):
         build_ensembles([a, b], "val_loss", top_k=2)
+
+
+def test_top_k_of_each_seed_compares_a_seeds_top_runs_with_that_seeds_best():
+    # seed 0's runs are much better than seed 1's: each seed's row is against its own best, never seed 0's
+    runs = [run(f"c{c}-s{s}", 3.0 - s * 2.0 - c * 0.1, 3.0 - s * 2.0, seed=10 * s + c,
+                axes={"config": f"c{c}", "seed": s}) for s in (0, 1) for c in range(4)]
+    rows = [r for r in build_ensembles(runs, "val_loss", top_k=2)["rows"] if r["kind"] == "top_k_of_seed"]
+    assert [r["label"] for r in rows] == ["top 2 of seed 0 by val_loss", "top 2 of seed 1 by val_loss"]
+    for row, seed in zip(rows, (0, 1)):
+        own = sorted((r for r in runs if r["axes"]["seed"] == seed), key=lambda r: r["val_loss"])
+        assert row["members"] == [own[0]["point_id"], own[1]["point_id"]]
+        assert row["best_single"] == own[0]["point_id"]
+        assert row["gain_test_error"] == pytest.approx(own[0]["test_error"] - row["test_error"])
+    # one seed, or no seed with more than k runs: the study-wide top_k row already is that comparison
+    assert not [r for r in build_ensembles(runs[:4], "val_loss", top_k=2)["rows"] if r["kind"] == "top_k_of_seed"]
+    assert not [r for r in build_ensembles(runs, "val_loss", top_k=4)["rows"] if r["kind"] == "top_k_of_seed"]
+
+
+def test_snapshot_of_run_compares_every_run_with_itself():
+    better = run("b", 2.0, 2.0, seed=5)
+    worse = run("w", 0.5, 0.5, seed=6)
+    # the worse run's last epochs differ: their mean is a different prediction than its final one
+    worse["predictions"]["snapshot_val_probs"] = np.stack([probs(VAL_LABELS, 3.0, 7), worse["predictions"]["val_probs"]])
+    worse["predictions"]["snapshot_test_probs"] = np.stack([probs(TEST_LABELS, 3.0, 8), worse["predictions"]["test_probs"]])
+    rows = [r for r in build_ensembles([better, worse], "val_loss", top_k=2)["rows"] if r["kind"] == "snapshot_of_run"]
+    assert [r["best_single"] for r in rows] == ["w"]  # only a run that kept more than one snapshot
+    mean_test = worse["predictions"]["snapshot_test_probs"].mean(axis=0)
+    assert rows[0]["test_error"] == pytest.approx(error_rate(mean_test, TEST_LABELS))
+    assert rows[0]["gain_test_error"] == pytest.approx(worse["test_error"] - rows[0]["test_error"])
+    assert rows[0]["gain_test_error"] > 0  # the sharper snapshot helps the weak run

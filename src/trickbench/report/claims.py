@@ -8,7 +8,8 @@ runs with the given values of other axes (e.g. "for ReLU"). Two other shapes:
 - control CHANCE: one-sample, d = metric(run) − (1 − 1/C), C the classes of the preset's data
   (results/<preset>/data/class_counts.csv), for "does not learn";
 - an ensemble claim reads results/<preset>/<study>/ensembles.csv: d = test error of an ensemble − that
-  of its reference model (its best member, or the study's best single model), one d per row of the kind.
+  of its reference model (its best member, or the best single model it is set against: the study's, a
+  seed's, or the run itself for a run's snapshots), one d per row of the kind.
 
 The rule (`verdict`), with n the number of finite differences:
 - n = 0 and no committed run of the claim's points: `not run` (no numbers).
@@ -541,11 +542,11 @@ claim("ens-seeds-beat-best-member", f"{W} §8 (same model, different initializat
       "An ensemble of one configuration's seeds has a lower test error than its best seed (chosen on validation).",
       "seed-regularizers", "regularizers", ENSEMBLE_AXIS, "seeds", "best_member", "test_error", "less")
 claim("ens-top-k-beats-best-single", f"{W} §8 (top models discovered during cross-validation)",
-      "The top-k models (by validation loss) together beat the best single model on test error.",
-      "seed-regularizers", "regularizers", ENSEMBLE_AXIS, "top_k", "best_single", "test_error", "less")
+      "The top-k models (by validation loss) together beat the best single model on test error (within each seed).",
+      "seed-regularizers", "regularizers", ENSEMBLE_AXIS, "top_k_of_seed", "best_single", "test_error", "less")
 claim("ens-snapshot-beats-best-single", f"{W} §8 (different checkpoints of a single model)",
-      "The last epochs' checkpoints of the best run together beat that run alone on test error.",
-      "seed-regularizers", "regularizers", ENSEMBLE_AXIS, "snapshot", "best_single", "test_error", "less")
+      "A run's last epochs' checkpoints together beat that run alone on test error (every run).",
+      "seed-regularizers", "regularizers", ENSEMBLE_AXIS, "snapshot_of_run", "best_single", "test_error", "less")
 
 for _balance in ("oversample", "undersample", "class_weighted_loss"):
     claim(f"imbalance-{_balance.replace('_', '-')}-improves", f"{W} Miscellaneous (class imbalance)",

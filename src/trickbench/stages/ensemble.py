@@ -7,7 +7,11 @@ The seed's three recipes, plus the reference row:
 - seeds: for every configuration with several seeds, all of its seeds ("same model, different
   initialization");
 - snapshot: the predictions of the last train.snapshots epochs of the best run ("different checkpoints
-  of a single model").
+  of a single model");
+- top_k_of_seed: within each seed (the study's configurations trained from one seed), its top k runs
+  against that seed's best single run: one comparison per seed, so the claims have n = seeds paired
+  differences instead of the single top_k row;
+- snapshot_of_run: every run's last epochs against that run alone: one comparison per run.
 Members are always chosen on validation; test metrics are only ever reported. Every row carries the
 best single model's test metrics and its gain over them (positive = the ensemble is better), and the
 gain over its own best member. Where the test split has no labels (NDSB in the paper; here the
@@ -116,15 +120,40 @@ def build_ensembles(runs: list[dict[str, Any]], metric: str, top_k: int) -> dict
     for key, members in groups.items():
         if len(members) > 1:
             rows.append(_row("seeds", f"{len(members)} seeds of {key}", members, average(members), best, metric))
-    predictions = best["predictions"]
-    snapshots = predictions.get("snapshot_val_probs")
-    if snapshots is not None and len(snapshots) > 1:
-        test_snapshots = predictions.get("snapshot_test_probs")
-        snapshot = scores(snapshots.mean(axis=0), None if test_snapshots is None else test_snapshots.mean(axis=0),
-                          predictions["val_labels"], predictions.get("test_labels"))
-        rows.append(_row("snapshot", f"{len(snapshots)} last epochs of {best['point_id']}", [best], snapshot,
+    if (snapshot := snapshot_scores(best)) is not None:
+        rows.append(_row("snapshot", f"{snapshot[0]} last epochs of {best['point_id']}", [best], snapshot[1],
                          best, metric))
+    rows.extend(top_k_of_each_seed(ranked, metric, top_k))
+    for run in ranked:
+        if (snapshot := snapshot_scores(run)) is not None:
+            rows.append(_row("snapshot_of_run", f"{snapshot[0]} last epochs of {run['point_id']}", [run],
+                             snapshot[1], run, metric))
     return result
+
+
+def snapshot_scores(run: dict[str, Any]) -> tuple[int, dict[str, float]] | None:
+    """(number of snapshots, metrics of their mean) of a run that kept more than one, else None."""
+    predictions = run["predictions"]
+    snapshots = predictions.get("snapshot_val_probs")
+    if snapshots is None or len(snapshots) < 2:
+        return None
+    test_snapshots = predictions.get("snapshot_test_probs")
+    return len(snapshots), scores(snapshots.mean(axis=0), None if test_snapshots is None else test_snapshots.mean(axis=0),
+                                  predictions["val_labels"], predictions.get("test_labels"))
+
+
+def top_k_of_each_seed(ranked: list[dict[str, Any]], metric: str, top_k: int) -> list[dict[str, Any]]:
+    """Per seed, its top k runs against its own best run (rows only where a seed has more than k runs and
+    the study has more than one seed: otherwise the study-wide top_k row is the same comparison)."""
+    by_seed: dict[Any, list[dict[str, Any]]] = {}
+    for run in ranked:  # ranked order is kept within each seed
+        if "seed" in run["axes"]:
+            by_seed.setdefault(run["axes"]["seed"], []).append(run)
+    if len(by_seed) < 2:
+        return []
+    return [_row("top_k_of_seed", f"top {top_k} of seed {seed} by {metric}", runs[:top_k], average(runs[:top_k]),
+                 runs[0], metric)
+            for seed, runs in by_seed.items() if len(runs) > top_k]
 
 
 def ensemble(params: dict[str, Any], layout: Layout, study: str) -> dict[str, Any]:
