@@ -25,7 +25,7 @@ from trickbench.nn.activations import ACTIVATIONS, activation_layers
 from trickbench.nn.initializers import INITIALIZERS
 from trickbench.params import fill_defaults, raw_schema, schema_with_registries
 from trickbench.train.loop import (
-    DeviceData, TrainResult, build_network, dead_unit_fractions, load_checkpoint, train,
+    DeviceData, TrainResult, TrainState, build_network, dead_unit_fractions, train,
 )
 from trickbench.train.optim import OPTIMIZERS, SCHEDULES
 from trickbench.train.regularizers import REGULARIZERS, regularization
@@ -249,12 +249,12 @@ def test_interrupted_run_resumes_bit_identically(tmp_path, schedule: str) -> Non
     with pytest.raises(Interrupt):
         train(config, digits(), digits_stats(), config_digest="resume", checkpoint_path=checkpoint,
               on_epoch_end=stop_after_two)
-    state = load_checkpoint(checkpoint, "resume")
-    assert state is not None and state["epoch"] == 2
+    state = TrainState.load(checkpoint, {"cpu": "resume"}, "cpu", patience=None)
+    assert state is not None and state.epoch == 2 and len(state.history) == 2
     resumed = train(config, digits(), digits_stats(), config_digest="resume", checkpoint_path=checkpoint)
     assert resumed.resumed_from_epoch == 2
     assert_same_run(whole, resumed)
-    assert load_checkpoint(checkpoint, "another configuration") is None
+    assert TrainState.load(checkpoint, {"cpu": "another configuration"}, "cpu", patience=None) is None
 
 
 # ------------------------------------------------------------------------------------------ diagnostics
