@@ -1,4 +1,6 @@
-"""Train one grid point: the whole loop, top to bottom.
+"""Train one grid point: `build` (everything the point trains with, which also checks its configuration),
+`Trainer.resume` (from the checkpoint's TrainState, or afresh), `Trainer.fit` (the epoch loop, one screen;
+`run_epoch` is one pass over the training images), then `finish` (final metrics and predictions).
 
 Data stay on the training device as uint8; every batch is sliced, converted, augmented and
 pre-processed there. Each epoch ends with an atomic checkpoint holding everything needed to continue
@@ -64,6 +66,17 @@ class Tracker:
     def set_tags(self, tags: dict[str, str]) -> None: ...
 
 
+class Status(enum.StrEnum):
+    """How a run ended; the value is what metrics.json, the MLflow tag and the progress record say."""
+
+    COMPLETED = "completed"
+    DIVERGED = "diverged"
+
+
+# A checkpoint's `status` of a run that early stopping ended (its epochs are done; the best weights follow)
+EARLY_STOPPED = "early_stopped"
+
+
 @dataclass
 class TrainResult:
     status: Status
@@ -74,7 +87,6 @@ class TrainResult:
     diagnostics: dict[str, Any]
     model_state: dict[str, torch.Tensor]
     resumed_from_epoch: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -270,17 +282,6 @@ def dead_unit_fractions(model: nn.Module, data: DeviceData, prepare_batch: Calla
 
 
 # ------------------------------------------------------------------------------------------ checkpoints
-
-class Status(enum.StrEnum):
-    """How a run ended; the value is what metrics.json, the MLflow tag and the progress record say."""
-
-    COMPLETED = "completed"
-    DIVERGED = "diverged"
-
-
-# A checkpoint's `status` of a run that early stopping ended (its epochs are done; the best weights follow)
-EARLY_STOPPED = "early_stopped"
-
 
 @dataclass
 class EarlyStopping:
