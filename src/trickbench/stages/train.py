@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -13,6 +13,9 @@ from trickbench.io import atomic_path, digest_json, read_json, write_json
 from trickbench.paths import Layout
 from trickbench.progress import TrainProgress
 
+if TYPE_CHECKING:  # the loop imports torch: only once a point trains
+    from trickbench.data.prepared import Prepared
+    from trickbench.train.loop import Trainer, TrainResult
 
 DEVICE_TYPES = ("cpu", "cuda")
 
@@ -46,7 +49,7 @@ def _read_input(path: Path, read: Any) -> Any:
                         "stages") from None
 
 
-def build_point(point: GridPoint, prepared: Any, stats: dict[str, Any]) -> Any:
+def build_point(point: GridPoint, prepared: Prepared, stats: dict[str, Any]) -> Trainer:
     """The loop's trainer for this point; a configuration that cannot train on this data fails here, with
     its key named, before anything is written or logged."""
     from trickbench.params import ParamsError
@@ -148,7 +151,7 @@ def train_point(params: dict[str, Any], layout: Layout, study: str, point_id: st
     return metrics
 
 
-def write_run_outputs(run_dir: Path, result: Any) -> None:
+def write_run_outputs(run_dir: Path, result: TrainResult) -> None:
     """The trained run's curves, per-batch losses, predictions, weights and diagnostics (metrics.json comes
     last, once the run is logged)."""
     import torch
