@@ -24,7 +24,7 @@ from trickbench.data.preprocess import build_preprocessor
 from trickbench.nn.models import MODELS, build_model
 from trickbench.nn.activations import make_activation
 from trickbench.train import backends
-from trickbench.train.loop import input_pipeline, load_checkpoint, train, training_steps
+from trickbench.train.loop import TrainState, input_pipeline, read_checkpoint, train, training_steps
 from trickbench.train.regularizers import apply_max_norm, l1_penalty
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -131,7 +131,7 @@ def test_a_cpu_job_never_calls_torch_cuda_even_when_it_checkpoints_and_resumes(c
     with pytest.raises(StopTraining):
         train(config, digits(), digits_stats(), config_digest="cpu-job", checkpoint_path=checkpoint,
               on_epoch_end=stop_after(2))
-    state = load_checkpoint(checkpoint, "cpu-job")
+    state = read_checkpoint(checkpoint)
     assert state["device_type"] == "cpu" and set(state["rng"]) == {"device_type", "torch_cpu", "generator"}
     resumed = train(config, digits(), digits_stats(), config_digest="cpu-job", checkpoint_path=checkpoint)
     whole = train(config, digits(), digits_stats(), config_digest="cpu-job")
@@ -307,7 +307,7 @@ def test_a_checkpoint_of_another_device_type_is_refused_with_one_line(tmp_path):
     from trickbench.grid import find_point
     from trickbench.io import read_json
     from trickbench.params import load_params
-    from trickbench.stages.train import refuse_other_device_checkpoint, run_digest
+    from trickbench.stages.train import run_digest
 
     layout = prepare_project(tmp_path, resume_params())
     params = load_params(tmp_path / "params.yaml")
@@ -320,9 +320,10 @@ def test_a_checkpoint_of_another_device_type_is_refused_with_one_line(tmp_path):
         train(point.config, load_prepared(layout.prepared),
               load_stats(layout.stats_json, layout.stats_arrays, device=torch.device("cpu")),
               config_digest=run_digest(point, data_digest, "cpu"), checkpoint_path=checkpoint, on_epoch_end=stop_after(2))
-    with pytest.raises(DataError, match=r"checkpoint written on cpu, this job runs on cuda"):
-        refuse_other_device_checkpoint(checkpoint, point, data_digest, "cuda")
-    refuse_other_device_checkpoint(checkpoint, point, data_digest, "cpu")  # its own device: no objection
+    digests = {device: run_digest(point, data_digest, device) for device in ("cpu", "cuda")}
+    with pytest.raises(DataError, match=r"checkpoint written on cpu, this run is on cuda"):
+        TrainState.load(checkpoint, digests, "cuda", patience=None)
+    assert TrainState.load(checkpoint, digests, "cpu", patience=None).epoch == 2  # its own device: resumed
 
     state = torch.load(checkpoint, weights_only=True)
     state.update(config_digest=run_digest(point, data_digest, "cuda"), device_type="cuda")
@@ -333,7 +334,7 @@ def test_a_checkpoint_of_another_device_type_is_refused_with_one_line(tmp_path):
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
-    assert str(checkpoint.relative_to(tmp_path)) in lines[0] and "written on cuda, this job runs on cpu" in lines[0], lines[0]
+    assert str(checkpoint.relative_to(tmp_path)) in lines[0] and "written on cuda, this run is on cpu" in lines[0], lines[0]
     assert checkpoint.read_bytes() == before
     assert not (layout.run_dir(STUDY, POINT) / "metrics.json").exists()
 

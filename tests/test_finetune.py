@@ -169,8 +169,16 @@ def test_the_cli_reports_a_bad_checkpoint_in_one_line(tmp_path, capsys, problem:
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(params))
     from trickbench.params import load_params
+    from trickbench.paths import Layout
+    from trickbench.stages.data import download, prepare, stats
 
-    (point,) = expand_grid(load_params(path))
+    loaded = load_params(path)
+    loaded["tracking"]["enabled"] = False  # the data stages in this process: seconds, no MLflow store
+    layout = Layout(tmp_path / "artifacts", tmp_path / "results")
+    download(loaded, layout)  # the train stage's inputs are there: only the checkpoint is at fault
+    prepare(loaded, layout, progress=False)
+    stats(loaded, layout)
+    (point,) = expand_grid(loaded)
     sigterm = signal.getsignal(signal.SIGTERM)  # `train` installs its own handler in this process
     try:
         code = main(["--params", str(path), "train", "--study", "ft", "--point", point.point_id])
@@ -180,4 +188,4 @@ def test_the_cli_reports_a_bad_checkpoint_in_one_line(tmp_path, capsys, problem:
     assert code == 2
     assert err.startswith(f"trickbench train: error: train.finetune_from: {source}: "), err
     assert err.count("\n") == 1, err
-    assert not (tmp_path / "artifacts").exists()  # failed before any run was opened
+    assert not (tmp_path / "artifacts" / "runs").exists()  # failed before any run was opened

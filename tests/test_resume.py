@@ -26,7 +26,7 @@ import torch
 from conftest import BIN, StopTraining, stop_after, tiny_params, write_params
 from trickbench import tracking
 from trickbench.paths import Layout
-from trickbench.train.loop import CHECKPOINT_VERSION, load_checkpoint, save_checkpoint
+from trickbench.train.loop import CHECKPOINT_VERSION, TrainState, read_checkpoint, save_checkpoint
 
 pytestmark = pytest.mark.slow
 STUDY, EPOCHS = "resume", 5
@@ -279,7 +279,7 @@ def test_a_corrupt_or_foreign_checkpoint_is_not_loaded(tmp_path, monkeypatch, da
     monkeypatch.chdir(tmp_path)
     path = tmp_path / "checkpoint.pt"
     _valid_checkpoint(path)
-    assert load_checkpoint(path, "abc")["epoch"] == 3
+    assert read_checkpoint(path)["epoch"] == 3
     data = path.read_bytes()
     if damage == "truncated":
         path.write_bytes(data[: len(data) // 2])
@@ -297,7 +297,7 @@ def test_a_corrupt_or_foreign_checkpoint_is_not_loaded(tmp_path, monkeypatch, da
         save_checkpoint(path, {"version": CHECKPOINT_VERSION + 1, "config_digest": "abc", "epoch": 3})
     elif damage == "not-a-dict":
         save_checkpoint(path, [1, 2, 3])
-    assert load_checkpoint(path, "abc") is None
+    assert TrainState.load(path, {"cpu": "abc"}, "cpu", patience=None) is None
     assert not (tmp_path / "exploited").exists()
 
 

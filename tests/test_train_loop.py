@@ -17,6 +17,7 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import StopTraining, stop_after
 from trickbench.data.augment import AUGMENTATIONS
 from trickbench.data.prepared import Prepared, stratified_split
 from trickbench.data.preprocess import PREPROCESSORS, build_preprocessor
@@ -25,7 +26,7 @@ from trickbench.nn.activations import ACTIVATIONS, activation_layers
 from trickbench.nn.initializers import INITIALIZERS
 from trickbench.params import fill_defaults, raw_schema, schema_with_registries
 from trickbench.train.loop import (
-    DeviceData, TrainResult, build_network, dead_unit_fractions, load_checkpoint, train,
+    DeviceData, Status, TrainResult, TrainState, build_network, dead_unit_fractions, train,
 )
 from trickbench.train.optim import OPTIMIZERS, SCHEDULES
 from trickbench.train.regularizers import REGULARIZERS, regularization
@@ -249,12 +250,41 @@ def test_interrupted_run_resumes_bit_identically(tmp_path, schedule: str) -> Non
     with pytest.raises(Interrupt):
         train(config, digits(), digits_stats(), config_digest="resume", checkpoint_path=checkpoint,
               on_epoch_end=stop_after_two)
-    state = load_checkpoint(checkpoint, "resume")
-    assert state is not None and state["epoch"] == 2
+    state = TrainState.load(checkpoint, {"cpu": "resume"}, "cpu", patience=None)
+    assert state is not None and state.epoch == 2 and len(state.history) == 2
     resumed = train(config, digits(), digits_stats(), config_digest="resume", checkpoint_path=checkpoint)
     assert resumed.resumed_from_epoch == 2
     assert_same_run(whole, resumed)
-    assert load_checkpoint(checkpoint, "another configuration") is None
+    assert TrainState.load(checkpoint, {"cpu": "another configuration"}, "cpu", patience=None) is None
+
+
+EARLY_STOPPED_CONFIG = dict(regularizers=["early_stopping", "batch_norm"], patience=1, lr=2.0, schedule="constant",
+                            epochs=8, batch_size=128)
+
+
+def test_early_stopping_ends_the_run_with_its_best_epochs_weights() -> None:
+    """lr 2 without decay: the validation loss soon stops improving; the run ends after `patience` epochs
+    without a new best and is evaluated with the best epoch's weights (its validation loss, exactly)."""
+    result = run(**EARLY_STOPPED_CONFIG)
+    val_losses = [row["val_loss"] for row in result.history]
+    best = val_losses.index(min(val_losses))
+    assert result.status == "completed" and len(val_losses) == best + 2 < 8, val_losses
+    assert result.metrics["val_loss"] == min(val_losses)
+
+
+def test_a_run_resumed_after_early_stopping_ended_it_trains_no_further(tmp_path) -> None:
+    whole = run(**EARLY_STOPPED_CONFIG)
+    checkpoint = tmp_path / "checkpoint.pt"
+    stopped_after = len(whole.history)
+    with pytest.raises(StopTraining):
+        train(train_config(**EARLY_STOPPED_CONFIG), digits(), digits_stats(), config_digest="test",
+              checkpoint_path=checkpoint, on_epoch_end=stop_after(stopped_after))
+    state = TrainState.load(checkpoint, {"cpu": "test"}, "cpu", patience=1)
+    assert state.early_stopping.stopped and state.status is Status.COMPLETED
+    resumed = train(train_config(**EARLY_STOPPED_CONFIG), digits(), digits_stats(), config_digest="test",
+                    checkpoint_path=checkpoint)
+    assert resumed.resumed_from_epoch == stopped_after
+    assert_same_run(whole, resumed)
 
 
 # ------------------------------------------------------------------------------------------ diagnostics

@@ -24,6 +24,8 @@ REGISTRY_LOCATIONS: dict[str, tuple[str, str]] = {
     "preprocessing": ("trickbench.data.preprocess", "PREPROCESSORS"),
     "optimizer": ("trickbench.train.optim", "OPTIMIZERS"),
     "schedule": ("trickbench.train.optim", "SCHEDULES"),
+    "class_balance": ("trickbench.train.balance", "CLASS_BALANCES"),
+    "finetune_mode": ("trickbench.nn.models", "FINETUNE_MODES"),
 }
 
 # `trickbench list <kind>` accepts the plural too

@@ -40,9 +40,10 @@ from trickbench.nn.activations import Activation, ActivationFactory, make_activa
 from trickbench.registry import Registry
 
 MODELS = Registry("model")
+# fn(network: BlockNetwork) -> the name prefixes of the parameters fine-tuning trains (see apply_finetune)
+FINETUNE_MODES = Registry("finetune_mode")
 
 HEAD_PREFIX = "head."
-FINETUNE_MODES = ("full", "linear", "top")
 
 NamedLayers = list[tuple[str, nn.Module]]
 
@@ -245,12 +246,6 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
-def head_parameter_prefixes(model: nn.Module) -> list[str]:
-    """Name prefixes of the parameters that depend on the number of classes."""
-    _require_block_network(model)
-    return [HEAD_PREFIX]
-
-
 def _require_block_network(model: nn.Module) -> BlockNetwork:
     if not isinstance(model, BlockNetwork):
         raise TypeError(f"expected a BlockNetwork built by trickbench.nn.models, got {type(model).__name__}")
@@ -262,18 +257,28 @@ def _last_block_with_parameters(model: BlockNetwork) -> str:
     return names[-1]
 
 
-def apply_finetune(model: nn.Module, mode: str) -> list[str]:
-    """Sets requires_grad for fine-tuning and returns the names of the trainable parameters.
+@FINETUNE_MODES.register("full", "train every parameter, starting from the checkpoint's")
+def _full(network: BlockNetwork) -> list[str]:
+    return [""]
 
-    ``full``: everything; ``linear``: only the head (the last Linear, or NiN's 1x1-classes conv with
-    its activation); ``top``: the head plus the last feature block that has parameters
-    (small_cnn: stage3, nin: mlpconv3, ndsb_net: fc2).
-    """
+
+@FINETUNE_MODES.register("top", "train the head and the last feature block with parameters (small_cnn: stage3, "
+                         "nin: mlpconv3, ndsb_net: fc2); the other blocks frozen")
+def _top(network: BlockNetwork) -> list[str]:
+    return [HEAD_PREFIX, f"blocks.{_last_block_with_parameters(network)}."]
+
+
+@FINETUNE_MODES.register("linear", "train the head only (the last Linear, or NiN's 1x1-classes convolution with its "
+                         "activation): a linear classifier on frozen features")
+def _linear(network: BlockNetwork) -> list[str]:
+    return [HEAD_PREFIX]
+
+
+def apply_finetune(model: nn.Module, mode: str) -> list[str]:
+    """Sets requires_grad for fine-tuning mode `mode` (FINETUNE_MODES) and returns the names of the
+    trainable parameters; an unknown mode is an UnknownComponentError listing the valid ones."""
     network = _require_block_network(model)
-    if mode not in FINETUNE_MODES:
-        raise ValueError(f"unknown fine-tuning mode {mode!r}; valid modes: {', '.join(FINETUNE_MODES)}")
-    trainable_prefixes = {"full": [""], "linear": [HEAD_PREFIX],
-                          "top": [HEAD_PREFIX, f"blocks.{_last_block_with_parameters(network)}."]}[mode]
+    trainable_prefixes = FINETUNE_MODES.get(mode)(network)
     trainable: list[str] = []
     for name, parameter in network.named_parameters():
         parameter.requires_grad_(any(name.startswith(prefix) for prefix in trainable_prefixes))

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -13,6 +13,9 @@ from trickbench.io import atomic_path, digest_json, read_json, write_json
 from trickbench.paths import Layout
 from trickbench.progress import TrainProgress
 
+if TYPE_CHECKING:  # the loop imports torch: only once a point trains
+    from trickbench.data.prepared import Prepared
+    from trickbench.train.loop import Trainer, TrainResult
 
 DEVICE_TYPES = ("cpu", "cuda")
 
@@ -22,24 +25,6 @@ def run_digest(point: GridPoint, data_digest: str, device_type: str) -> str:
     the configuration's `device` resolved to (`auto` is cpu on one machine and cuda on another; their
     results differ and their RNG states cannot stand in for each other)."""
     return digest_json({"config": point.config, "data": data_digest, "device_type": device_type})
-
-
-def point_device_type(point: GridPoint) -> str:
-    from trickbench.train.loop import resolve_device
-
-    return resolve_device(point.config["device"]).type
-
-
-def refuse_other_device_checkpoint(checkpoint_path: Path, point: GridPoint, data_digest: str, device_type: str) -> None:
-    """A checkpoint of this very configuration written on another device type is neither loaded (its RNG
-    states exist only there) nor overwritten (its epochs would be lost): one line naming both devices."""
-    from trickbench.data.sources import DataError
-    from trickbench.train.loop import load_checkpoint
-
-    for other in DEVICE_TYPES:
-        if other != device_type and load_checkpoint(checkpoint_path, run_digest(point, data_digest, other)) is not None:
-            raise DataError(f"{checkpoint_path}: checkpoint written on {other}, this job runs on {device_type}; resume it "
-                            f"on {other} (train.device: {other}) or delete the file to retrain from scratch")
 
 
 def write_csv(path: Path, rows: list[dict[str, Any]] | list[tuple], header: list[str]) -> None:
@@ -64,25 +49,20 @@ def _read_input(path: Path, read: Any) -> Any:
                         "stages") from None
 
 
-def preflight(point: GridPoint, image_shape: tuple[int, int, int], num_classes: int) -> None:
-    """Build the point's model, optimizer and schedule once on the CPU, so that a configuration that cannot
-    train on this data fails with its key named before anything is written or logged."""
+def build_point(point: GridPoint, prepared: Prepared, stats: dict[str, Any]) -> Trainer:
+    """The loop's trainer for this point; a configuration that cannot train on this data fails here, with
+    its key named, before anything is written or logged."""
     from trickbench.params import ParamsError
-    from trickbench.train.loop import build_network, parameter_groups
-    from trickbench.train.optim import OPTIMIZERS, SCHEDULES
-    from trickbench.train.regularizers import regularization
+    from trickbench.train.loop import build
 
     config = point.config
-    height, width = image_shape[:2]
+    height, width = prepared.image_shape[:2]
     if config.get("input_size") and config["input_size"] > min(height, width):
         raise ParamsError(f"{point.origin_of('input_size')}: {config['input_size']} is larger than the prepared "
                           f"images ({height}x{width}) (grid point {point.key})")
     try:
-        reg = regularization(config)
-        model = build_network(config, reg, image_shape, num_classes)
-        SCHEDULES.get(config["schedule"])(OPTIMIZERS.get(config["optimizer"])(
-            parameter_groups(model, reg, config), config), config)
-    except ValueError as error:
+        return build(config, prepared, stats)
+    except ValueError as error:  # DataError (a bad finetune_from) is not one: it names its key itself
         raise ParamsError(f"grid point {point.key}: {error}") from None
 
 
@@ -98,33 +78,27 @@ def log_missing_epochs(run: Any, history: list[dict[str, Any]]) -> None:
 
 
 def train_point(params: dict[str, Any], layout: Layout, study: str, point_id: str) -> dict[str, Any]:
-    import torch
-
     from trickbench.data.prepared import load_prepared
     from trickbench.data.stats import load_stats
-    from trickbench.train.loop import finetune_source, load_checkpoint, resolve_device, train
 
     point = find_point(params, study, point_id)
     tracking.check_store(params)  # before anything is written or trained
-    if point.config["finetune_from"]:  # a bad path is the user's input error: fail before opening a run
-        finetune_source(point.config["finetune_from"])
     manifest = _read_input(layout.manifest, read_json)
     prepared = _read_input(layout.prepared, load_prepared)
-    stats = _read_input(layout.stats_json, lambda path: load_stats(
-        path, layout.stats_arrays, device=resolve_device(point.config["device"])))
-    preflight(point, prepared.image_shape, prepared.num_classes)
-    device_type = point_device_type(point)
-    digest = run_digest(point, manifest["digest"], device_type)
+    # on the CPU: the loop moves them to the device it resolves `train.device` to
+    stats = _read_input(layout.stats_json, lambda path: load_stats(path, layout.stats_arrays))
+    trainer = build_point(point, prepared, stats)
+    device_type = trainer.device.type
+    digests = {device: run_digest(point, manifest["digest"], device) for device in DEVICE_TYPES}
+    digest = digests[device_type]
     run_dir = layout.run_dir(study, point_id)
     run_dir.mkdir(parents=True, exist_ok=True)
     for stale in run_dir.glob(".*.tmp"):  # left by a job killed inside an atomic write (one job per point)
         stale.unlink(missing_ok=True)
     checkpoint_path = layout.checkpoint(study, point_id)
-    previous = load_checkpoint(checkpoint_path, digest)
-    if previous is None and checkpoint_path.exists():
-        refuse_other_device_checkpoint(checkpoint_path, point, manifest["digest"], device_type)
+    state = trainer.resume(checkpoint_path, digests)  # another device type's checkpoint: refused, kept
 
-    machine = provenance.machine(resolve_device(point.config["device"]))
+    machine = provenance.machine(trainer.device)
     tags = {
         **provenance.tags(machine),
         "trickbench.study": study, "trickbench.grid_point": point_id,
@@ -134,19 +108,17 @@ def train_point(params: dict[str, Any], layout: Layout, study: str, point_id: st
     }
     run = tracking.open_run(params, tracking.experiment_name(params, study), point_id, tags,
                             {**point.config, "data.source": params["data"]["source"]},
-                            run_id=previous.get("mlflow_run_id") if previous else None, background=True,
+                            run_id=state.mlflow_run_id, background=True,
                             identity=digest_json([digest, str(run_dir.resolve())]))
-    if previous is not None:
-        log_missing_epochs(run, previous["history"])
+    if state.epoch:  # resumed
+        log_missing_epochs(run, state.history)
     else:
         run.log_dataset(params["data"]["source"], manifest["digest"], str(layout.prepared),
                         {"features": prepared.images["train"], "targets": prepared.labels["train"]}, "training")
-    progress = TrainProgress(run_dir, point.key, point.config["epochs"], digest,
-                             history=previous["history"] if previous else None)
+    progress = TrainProgress(run_dir, point.key, point.config["epochs"], digest, history=state.history or None)
     progress.start()
     try:
-        result = train(point.config, prepared, stats, config_digest=digest, checkpoint_path=checkpoint_path,
-                       tracker=run, on_epoch=progress)
+        result = trainer.fit(state, checkpoint_path, run, on_epoch=progress)
     except BaseException as error:
         record_end(progress, error)
         end_quietly(run, "FAILED")
@@ -155,6 +127,34 @@ def train_point(params: dict[str, Any], layout: Layout, study: str, point_id: st
                                          f"({type(error).__name__}); the checkpoint {checkpoint_path} is kept: "
                                          "rerun to resume and log what MLflow missed") from error
         raise
+
+    write_run_outputs(run_dir, result)
+    metrics = {
+        "study": study, "point_id": point_id, "axes": point.axes, "config": point.config,
+        "status": result.status.value, "run_digest": digest, "data_digest": manifest["digest"],
+        "device_type": device_type, "mlflow_run_id": run.run_id, "resumed_from_epoch": result.resumed_from_epoch,
+        **result.metrics, "provenance": machine,
+    }
+    try:
+        log_finished_run(run, result, metrics, run_dir, title=f"{study}: {point_id}")
+    except BaseException as error:
+        record_end(progress, error)
+        if tracking.is_store_failure(error):
+            raise tracking.TrackingError(f"grid point {study}/{point_id}: trained, but the tracking store stopped "
+                                         f"answering ({type(error).__name__}); the checkpoint {checkpoint_path} is "
+                                         "kept: rerun to log the run without training again") from error
+        raise
+    write_json(run_dir / "metrics.json", metrics)  # last: its presence marks a complete, logged run
+    progress.finished(result.status.value)
+    # the run is complete: a later rerun (forced, or code changed) must train afresh, not finish the old run
+    checkpoint_path.unlink(missing_ok=True)
+    return metrics
+
+
+def write_run_outputs(run_dir: Path, result: TrainResult) -> None:
+    """The trained run's curves, per-batch losses, predictions, weights and diagnostics (metrics.json comes
+    last, once the run is logged)."""
+    import torch
 
     write_csv(run_dir / "history.csv", result.history,
               ["epoch", "train_loss", "train_error", "val_loss", "val_error", "lr", "seconds"])
@@ -168,26 +168,6 @@ def train_point(params: dict[str, Any], layout: Layout, study: str, point_id: st
         with open(tmp, "wb") as handle:
             torch.save(result.model_state, handle)
     write_json(run_dir / "diagnostics.json", result.diagnostics)
-    metrics = {
-        "study": study, "point_id": point_id, "axes": point.axes, "config": point.config,
-        "status": result.status, "run_digest": digest, "data_digest": manifest["digest"], "device_type": device_type,
-        "mlflow_run_id": run.run_id, "resumed_from_epoch": result.resumed_from_epoch, **result.metrics,
-        "provenance": machine,
-    }
-    try:
-        log_finished_run(run, result, metrics, run_dir, title=f"{study}: {point_id}")
-    except BaseException as error:
-        record_end(progress, error)
-        if tracking.is_store_failure(error):
-            raise tracking.TrackingError(f"grid point {study}/{point_id}: trained, but the tracking store stopped "
-                                         f"answering ({type(error).__name__}); the checkpoint {checkpoint_path} is "
-                                         "kept: rerun to log the run without training again") from error
-        raise
-    write_json(run_dir / "metrics.json", metrics)  # last: its presence marks a complete, logged run
-    progress.finished(result.status)
-    # the run is complete: a later rerun (forced, or code changed) must train afresh, not finish the old run
-    checkpoint_path.unlink(missing_ok=True)
-    return metrics
 
 
 def record_end(progress: TrainProgress, error: BaseException) -> None:
@@ -207,8 +187,10 @@ def log_finished_run(run: Any, result: Any, metrics: dict[str, Any], run_dir: Pa
     written only after the run is logged and ended."""
     import tempfile
 
+    from trickbench.train.loop import Status
+
     run.log_metrics({f"final_{k}": v for k, v in result.metrics.items()}, step=len(result.history))
-    run.set_tags({"trickbench.status": result.status})
+    run.set_tags({"trickbench.status": result.status.value})
     from trickbench.report.figures import learning_curve_figure  # seaborn: seconds, so only once trained
 
     figure = learning_curve_figure(result.history, title=title)
@@ -218,7 +200,7 @@ def log_finished_run(run: Any, result: Any, metrics: dict[str, Any], run_dir: Pa
     with tempfile.TemporaryDirectory(prefix=".metrics-", dir=run_dir) as folder:
         write_json(Path(folder) / "metrics.json", metrics)
         run.log_artifact(Path(folder) / "metrics.json")
-        run.end("FINISHED" if result.status == "completed" else "FAILED")
+        run.end("FINISHED" if result.status is Status.COMPLETED else "FAILED")
 
 
 def end_quietly(run: Any, status: str) -> None:

@@ -1,4 +1,6 @@
-"""Train one grid point: the whole loop, top to bottom.
+"""Train one grid point: `build` (everything the point trains with, which also checks its configuration),
+`Trainer.resume` (from the checkpoint's TrainState, or afresh), `Trainer.fit` (the epoch loop, one screen;
+`run_epoch` is one pass over the training images), then `finish` (final metrics and predictions).
 
 Data stay on the training device as uint8; every batch is sliced, converted, augmented and
 pre-processed there. Each epoch ends with an atomic checkpoint holding everything needed to continue
@@ -7,13 +9,14 @@ job killed at any point resumes where the last complete epoch left off.
 """
 from __future__ import annotations
 
+import enum
 import math
 import os
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
@@ -33,6 +36,7 @@ from trickbench.nn.initializers import initialize
 from trickbench.nn.models import apply_finetune, build_model, load_backbone
 from trickbench.train import backends
 from trickbench.train.backends import restore_rng, rng_state
+from trickbench.train.balance import CLASS_BALANCES, ClassBalance
 from trickbench.train.optim import OPTIMIZERS, SCHEDULES, step_schedule
 from trickbench.train.regularizers import (
     Regularization, apply_max_norm, l1_penalty, penalized_weights, regularization,
@@ -62,9 +66,20 @@ class Tracker:
     def set_tags(self, tags: dict[str, str]) -> None: ...
 
 
+class Status(enum.StrEnum):
+    """How a run ended; the value is what metrics.json, the MLflow tag and the progress record say."""
+
+    COMPLETED = "completed"
+    DIVERGED = "diverged"
+
+
+# A checkpoint's `status` of a run that early stopping ended (its epochs are done; the best weights follow)
+EARLY_STOPPED = "early_stopped"
+
+
 @dataclass
 class TrainResult:
-    status: str  # completed | diverged
+    status: Status
     metrics: dict[str, float]
     history: list[dict[str, float]]
     batch_losses: list[tuple[int, int, float]]
@@ -72,7 +87,6 @@ class TrainResult:
     diagnostics: dict[str, Any]
     model_state: dict[str, torch.Tensor]
     resumed_from_epoch: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -134,31 +148,6 @@ class DeviceData:
         return x, self.labels[index]
 
 
-def epoch_order(labels: torch.Tensor, num_classes: int, balance: str, generator: torch.Generator) -> torch.Tensor:
-    """The sample indices of one epoch: a permutation, or a class-balanced resample (seed: class imbalance)."""
-    device = labels.device
-    if balance in ("none", "class_weighted_loss"):
-        return torch.randperm(len(labels), generator=generator, device=device)
-    counts = torch.bincount(labels, minlength=num_classes)
-    present = counts[counts > 0]
-    per_class = int(present.max() if balance == "oversample" else present.min())
-    chosen = []
-    for cls in torch.nonzero(counts > 0).flatten().tolist():
-        members = torch.nonzero(labels == cls).flatten()
-        if balance == "oversample":  # every member at least once, the rest drawn with replacement
-            extra = members[torch.randint(len(members), (per_class - len(members),), generator=generator, device=device)]
-            chosen.append(torch.cat([members, extra]))
-        else:
-            chosen.append(members[torch.randperm(len(members), generator=generator, device=device)[:per_class]])
-    order = torch.cat(chosen)
-    return order[torch.randperm(len(order), generator=generator, device=device)]
-
-
-def class_weights(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
-    counts = torch.bincount(labels, minlength=num_classes).float().clamp_min(1)
-    return len(labels) / (num_classes * counts)
-
-
 # ---------------------------------------------------------------------------------------------- model
 
 def build_network(config: dict[str, Any], reg: Regularization, image_shape: tuple[int, int, int],
@@ -214,10 +203,7 @@ def frozen_blocks(model: nn.Module) -> list[nn.Module]:
     checkpoint's and their dropout is off, so the trained part sees fixed features (the seed's linear
     classifier on the features of a pre-trained model).
     """
-    blocks = getattr(model, "blocks", None)
-    if blocks is None:
-        return []
-    return [block for block in blocks.children()
+    return [block for block in model.blocks.children()
             if any(True for _ in block.parameters()) and not any(p.requires_grad for p in block.parameters())]
 
 
@@ -297,36 +283,225 @@ def dead_unit_fractions(model: nn.Module, data: DeviceData, prepare_batch: Calla
 
 # ------------------------------------------------------------------------------------------ checkpoints
 
+@dataclass
+class EarlyStopping:
+    """Stop once the validation loss has not improved for `patience` epochs, then go back to the best
+    epoch's weights. `patience` None (regularizer early_stopping off): it never stops nor keeps weights."""
+
+    patience: int | None
+    best_val: float = math.inf
+    bad_epochs: int = 0
+    best_state: dict[str, torch.Tensor] | None = None
+    stopped: bool = False
+
+    def update(self, val_loss: float, model: nn.Module) -> bool:
+        """Record one epoch's validation loss; True once training should stop."""
+        if self.patience is None:
+            return False
+        if val_loss < self.best_val:
+            self.best_val, self.bad_epochs = val_loss, 0
+            self.best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        else:
+            self.bad_epochs += 1
+            self.stopped = self.bad_epochs >= self.patience
+        return self.stopped
+
+    def restore_best(self, model: nn.Module) -> None:
+        """A stopped run ends with its best epoch's weights (a finite loss set them on the first epoch)."""
+        if self.stopped:
+            model.load_state_dict(self.best_state)
+
+
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
 
 
-def load_checkpoint(path: Path, config_digest: str) -> dict[str, Any] | None:
-    """The checkpoint if it is readable and belongs to this configuration; None means start afresh."""
+def read_checkpoint(path: Path) -> dict[str, Any] | None:
+    """The checkpoint file's dict if it is readable and of this format; None means start afresh."""
     if not path.exists():
         return None
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception:  # truncated or corrupt: retrain rather than load garbage
         return None
-    if not isinstance(state, dict) or state.get("version") != CHECKPOINT_VERSION \
-            or state.get("config_digest") != config_digest:
+    if not isinstance(state, dict) or state.get("version") != CHECKPOINT_VERSION:
         return None
     return state
 
 
-def checkpoint_device_type(state: dict[str, Any]) -> str:
-    return state.get("device_type") or state.get("rng", {}).get("device_type", "cpu")
+@dataclass
+class TrainState:
+    """Everything a checkpoint holds: after `epoch` epochs, the state dicts of model, optimizer and schedule,
+    every RNG state, the history, per-batch losses, snapshot predictions and early stopping, for a resume
+    that continues bit-identically. `save` and `load` keep the file format (CHECKPOINT_VERSION) as it is."""
+
+    config_digest: str
+    device_type: str
+    init_stats: list[dict[str, Any]]
+    early_stopping: EarlyStopping
+    epoch: int = 0
+    model: dict[str, Any] | None = None
+    optimizer: dict[str, Any] | None = None
+    scheduler: dict[str, Any] | None = None
+    rng: dict[str, Any] | None = None
+    history: list[dict[str, float]] = field(default_factory=list)
+    batch_losses: list[tuple[int, int, float]] = field(default_factory=list)
+    snapshots: dict[str, list[torch.Tensor]] = field(default_factory=lambda: {"val": [], "test": []})
+    status: Status = Status.COMPLETED
+    mlflow_run_id: str | None = None
+
+    def save(self, path: Path) -> None:
+        stopping = self.early_stopping
+        save_checkpoint(path, {
+            "version": CHECKPOINT_VERSION, "config_digest": self.config_digest, "device_type": self.device_type,
+            "epoch": self.epoch, "model": self.model, "optimizer": self.optimizer, "scheduler": self.scheduler,
+            "rng": self.rng, "history": self.history, "batch_losses": [list(b) for b in self.batch_losses],
+            "snapshots": self.snapshots, "best_val": stopping.best_val, "bad_epochs": stopping.bad_epochs,
+            "best_state": stopping.best_state, "init_stats": self.init_stats,
+            "status": EARLY_STOPPED if stopping.stopped else self.status.value, "mlflow_run_id": self.mlflow_run_id,
+        })
+
+    @classmethod
+    def load(cls, path: Path, digests: Mapping[str, str], device_type: str,
+             patience: int | None) -> TrainState | None:
+        """The checkpoint at `path` when it belongs to this run; None (start afresh) when there is none, it is
+        unreadable, of another format or of another configuration. `digests`: this configuration's digest
+        on each device type. A checkpoint of it written on another device type is refused (DataError): its
+        RNG states exist only there, and training afresh would overwrite its epochs."""
+        raw = read_checkpoint(path)
+        if raw is None:
+            return None
+        written_for = [device for device, digest in digests.items() if digest == raw["config_digest"]]
+        if not written_for:
+            return None
+        if raw["device_type"] == device_type and device_type in written_for:
+            return cls.from_checkpoint(raw, patience)
+        other = raw["device_type"] if raw["device_type"] != device_type else written_for[0]
+        raise DataError(f"{path}: checkpoint written on {other}, this run is on {device_type}; resume it on {other} "
+                        f"(train.device: {other}) or delete the file to retrain from scratch")
+
+    @classmethod
+    def from_checkpoint(cls, raw: dict[str, Any], patience: int | None) -> TrainState:
+        stopped = raw["status"] == EARLY_STOPPED
+        return cls(
+            config_digest=raw["config_digest"], device_type=raw["device_type"], init_stats=raw["init_stats"],
+            early_stopping=EarlyStopping(patience, raw["best_val"], raw["bad_epochs"], raw["best_state"], stopped),
+            epoch=raw["epoch"], model=raw["model"], optimizer=raw["optimizer"], scheduler=raw["scheduler"],
+            rng=raw["rng"], history=raw["history"], batch_losses=[tuple(b) for b in raw["batch_losses"]],
+            snapshots=raw["snapshots"], status=Status.COMPLETED if stopped else Status(raw["status"]),
+            mlflow_run_id=raw.get("mlflow_run_id"),
+        )
 
 
-# ------------------------------------------------------------------------------------------------ train
+# ------------------------------------------------------------------------------------------------ build
 
-def train(config: dict[str, Any], prepared: Prepared, stats: dict[str, Any], *, config_digest: str,
-          checkpoint_path: Path | None = None, tracker: Tracker | None = None,
-          on_epoch_end: Callable[[int], None] | None = None,
-          on_epoch: Callable[[dict[str, float]], None] | None = None) -> TrainResult:
-    tracker = tracker or Tracker()
+def finetuned_network(config: dict[str, Any], reg: Regularization, image_shape: tuple[int, int, int],
+                      num_classes: int, source: dict[str, torch.Tensor] | None) -> tuple[nn.Module, list[nn.Module]]:
+    """The point's network, with the weights of `source` (train.finetune_from's state dict) and
+    `finetune_mode` applied when given; and the blocks that fine-tuning froze."""
+    model = build_network(config, reg, image_shape, num_classes)
+    if source is None:
+        return model, []
+    # tensors whose name and shape match are loaded; a head of another class count keeps its fresh init
+    try:
+        load_backbone(model, source)
+    except ValueError as error:  # nothing matches: another architecture or width
+        raise DataError(f"train.finetune_from: {config['finetune_from']}: {error}") from None
+    apply_finetune(model, config["finetune_mode"])
+    return model, frozen_blocks(model)
+
+
+@dataclass
+class Trainer:
+    """One grid point ready to train on its device: what `build` made of its configuration."""
+
+    config: dict[str, Any]
+    device: torch.device
+    amp: bool
+    reg: Regularization
+    splits: dict[str, DeviceData]
+    train_batch: Callable[[torch.Tensor], torch.Tensor]
+    eval_batch: Callable[[torch.Tensor], torch.Tensor]
+    model: nn.Module
+    forward: Callable[[torch.Tensor], torch.Tensor]
+    frozen: list[nn.Module]
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    generator: torch.Generator
+    weights: list[torch.Tensor]
+    balance: ClassBalance
+    init_stats: list[dict[str, Any]]
+
+    def predict(self, split: str) -> torch.Tensor:
+        return predict(self.model, self.splits[split], self.eval_batch, self.config["eval_batch_size"], self.amp)
+
+    def resume(self, checkpoint_path: Path | None, digests: Mapping[str, str]) -> TrainState:
+        """The checkpoint's state, loaded into model, optimizer, schedule and generators, when `checkpoint_path`
+        holds one of this run (TrainState.load; `digests`: the run's digest per device type); else a fresh one."""
+        patience = self.reg.early_stopping_patience
+        state = TrainState.load(checkpoint_path, digests, self.device.type, patience) if checkpoint_path else None
+        if state is None:
+            return TrainState(digests[self.device.type], self.device.type, self.init_stats, EarlyStopping(patience))
+        self.model.load_state_dict(state.model)
+        self.optimizer.load_state_dict(state.optimizer)
+        self.scheduler.load_state_dict(state.scheduler)
+        restore_rng(state.rng, self.generator, self.device)
+        return state
+
+    def capture(self, state: TrainState, mlflow_run_id: str | None) -> TrainState:
+        """`state` with the live model, optimizer, schedule and RNG states, ready to save."""
+        state.model, state.optimizer = self.model.state_dict(), self.optimizer.state_dict()
+        state.scheduler, state.rng = self.scheduler.state_dict(), rng_state(self.generator, self.device)
+        state.mlflow_run_id = mlflow_run_id
+        return state
+
+    def fit(self, state: TrainState, checkpoint_path: Path | None = None, tracker: Tracker | None = None, *,
+            on_epoch_end: Callable[[int], None] | None = None,
+            on_epoch: Callable[[dict[str, float]], None] | None = None) -> TrainResult:
+        """Train from `state` on: each epoch trains, evaluates, steps the schedule, keeps snapshots, asks early
+        stopping, checkpoints and logs, until the last epoch, a divergence or early stopping."""
+        tracker, config, start_epoch = tracker or Tracker(), self.config, state.epoch
+        for epoch in range(start_epoch, config["epochs"]):
+            if state.status is Status.DIVERGED or state.early_stopping.stopped:
+                break
+            started = time.perf_counter()
+            train_loss, train_error, seen, finite = run_epoch(self, state, epoch)
+            val_probs = self.predict("val")
+            val_loss, val_error = loss_and_error(val_probs, self.splits["val"].labels)
+            if not (finite and math.isfinite(val_loss)):
+                state.status = Status.DIVERGED
+            training = state.status is Status.COMPLETED
+            lr = self.optimizer.param_groups[0]["lr"]
+            if training:
+                step_schedule(self.scheduler, val_loss)
+            row = {"epoch": epoch + 1, "train_loss": train_loss, "train_error": train_error,
+                   "val_loss": val_loss, "val_error": val_error, "lr": lr, "seconds": time.perf_counter() - started}
+            state.history.append(row)
+            if training and config["epochs"] - epoch <= config["snapshots"]:
+                state.snapshots["val"].append(val_probs.cpu())
+                state.snapshots["test"].append(self.predict("test").cpu())
+            if training:
+                state.early_stopping.update(val_loss, self.model)
+            state.epoch = epoch + 1
+            if checkpoint_path is not None:
+                self.capture(state, tracker.run_id).save(checkpoint_path)
+            # logged after the checkpoint: a job killed in between resumes after this epoch, and the stage
+            # logs the epochs the tracker lacks (log_missing_epochs), so every epoch is in MLflow exactly once
+            tracker.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=epoch + 1)
+            if on_epoch is not None:  # the stage's progress line and record (trickbench.progress)
+                on_epoch({**row, "images": seen})
+            if on_epoch_end is not None:
+                on_epoch_end(epoch + 1)
+        state.early_stopping.restore_best(self.model)
+        return finish(self, state, start_epoch)
+
+
+def build(config: dict[str, Any], prepared: Prepared, stats: dict[str, Any]) -> Trainer:
+    """Everything the point trains with, on its device, seeded. It is also the configuration's check: a
+    model, optimizer, schedule, pre-processing or fine-tuning that cannot work on this data raises
+    ValueError (a bad `finetune_from` DataError) here, before a single step."""
+    source = finetune_source(config["finetune_from"]) if config["finetune_from"] else None  # a bad path: first
     device = resolve_device(config["device"])
     amp = config["amp"] and device.type == "cuda"
     memory_format = torch.channels_last if config["channels_last"] else torch.contiguous_format
@@ -338,26 +513,15 @@ def train(config: dict[str, Any], prepared: Prepared, stats: dict[str, Any], *, 
     # data, resident on the device
     splits = {split: DeviceData(prepared.images[split], prepared.labels[split], device)
               for split in ("train", "val", "test")}
-    train_data = splits["train"]
+    stats = {key: value.to(device) if isinstance(value, torch.Tensor) else value for key, value in stats.items()}
     reg = regularization(config)
     augmentations = list(config["augmentations"]) + [a for a in reg.augmentations if a not in config["augmentations"]]
     preprocess = PREPROCESSORS.get(config["preprocessing"])(stats, device)
-    input_size = config["input_size"]
-
-    train_batch, eval_batch = input_pipeline(augmentations, input_size, preprocess, memory_format, generator, stats)
+    train_batch, eval_batch = input_pipeline(augmentations, config["input_size"], preprocess, memory_format,
+                                             generator, stats)
 
     # model, optimizer, schedule
-    model = build_network(config, reg, prepared.image_shape, prepared.num_classes)
-    frozen: list[nn.Module] = []
-    if config["finetune_from"]:
-        # tensors whose name and shape match are loaded; a head of another class count keeps its fresh init
-        source = finetune_source(config["finetune_from"])
-        try:
-            load_backbone(model, source)
-        except ValueError as error:  # nothing matches: another architecture or width
-            raise DataError(f"train.finetune_from: {config['finetune_from']}: {error}") from None
-        apply_finetune(model, config["finetune_mode"])
-        frozen = frozen_blocks(model)
+    model, frozen = finetuned_network(config, reg, prepared.image_shape, prepared.num_classes, source)
     if deterministic:
         backends.use_deterministic_pools(model)
     model = model.to(device=device, memory_format=memory_format)
@@ -366,149 +530,84 @@ def train(config: dict[str, Any], prepared: Prepared, stats: dict[str, Any], *, 
     forward = torch.compile(model, dynamic=False) if config.get("compile") else model
     optimizer = OPTIMIZERS.get(config["optimizer"])(parameter_groups(model, reg, config), config)
     scheduler = SCHEDULES.get(config["schedule"])(optimizer, config)
-    weights = penalized_weights(model)
-    loss_weight = class_weights(train_data.labels, prepared.num_classes) \
-        if config["class_balance"] == "class_weighted_loss" else None
-
-    # state that a checkpoint carries
-    history: list[dict[str, float]] = []
-    batch_losses: list[tuple[int, int, float]] = []
-    snapshots: dict[str, list[torch.Tensor]] = {"val": [], "test": []}
-    best_val, bad_epochs, best_state = math.inf, 0, None
-    status, start_epoch = "completed", 0
-    init_stats = activation_statistics(model, eval_batch(train_data.batch(
-        torch.arange(min(len(train_data), config["batch_size"]), device=device))[0]))
-
-    resumed = load_checkpoint(checkpoint_path, config_digest) if checkpoint_path else None
-    if resumed is not None:
-        # its RNG states exist only on the device type that wrote it (the stage refuses such a checkpoint
-        # first, by digest; this guards callers that pass a device-free digest)
-        if checkpoint_device_type(resumed) != device.type:
-            raise DataError(f"{checkpoint_path}: checkpoint written on {checkpoint_device_type(resumed)}, this run is on "
-                            f"{device.type}; resume it on {checkpoint_device_type(resumed)} or delete it to retrain")
-        model.load_state_dict(resumed["model"])
-        optimizer.load_state_dict(resumed["optimizer"])
-        scheduler.load_state_dict(resumed["scheduler"])
-        restore_rng(resumed["rng"], generator, device)
-        history, batch_losses = resumed["history"], [tuple(b) for b in resumed["batch_losses"]]
-        snapshots = resumed["snapshots"]
-        best_val, bad_epochs, best_state = resumed["best_val"], resumed["bad_epochs"], resumed["best_state"]
-        init_stats, start_epoch = resumed["init_stats"], resumed["epoch"]
-        status = resumed["status"]
-
-    for epoch in range(start_epoch, config["epochs"]):
-        if status != "completed":
-            break
-        started = time.perf_counter()
-        train_mode(model, frozen)
-        order = epoch_order(train_data.labels, prepared.num_classes, config["class_balance"], generator)
-        # the whole order is one epoch: oversampling makes it longer than the training set, undersampling shorter
-        steps_per_epoch = training_steps(len(order), config["batch_size"], bool(config.get("compile")))
-        loss_sum = torch.zeros((), device=device)
-        wrong_sum = torch.zeros((), device=device)
-        epoch_losses = []
-        for step in range(steps_per_epoch):
-            index = order[step * config["batch_size"]:(step + 1) * config["batch_size"]]
-            if len(index) == 0:
-                break
-            x, y = train_data.batch(index)
-            x = train_batch(x)  # float32, outside autocast (input_pipeline)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                logits = forward(x)
-                loss = F.cross_entropy(logits.float(), y, weight=loss_weight)
-            objective = loss + l1_penalty(weights, reg.l1) if reg.l1 else loss
-            optimizer.zero_grad(set_to_none=True)
-            objective.backward()
-            optimizer.step()
-            if reg.max_norm is not None:
-                apply_max_norm(weights, reg.max_norm)
-            if EXIT_AFTER_FIRST_STEP:
-                _exit_after_first_step(device)
-            detached = loss.detach()
-            epoch_losses.append(detached)
-            loss_sum += detached * len(index)
-            wrong_sum += (logits.detach().argmax(dim=1) != y).sum()
-        # one device-to-host transfer per epoch, not per step
-        losses = torch.stack(epoch_losses).float().cpu().tolist()
-        batch_losses.extend((epoch, step, value) for step, value in enumerate(losses))
-        seen = min(len(order), steps_per_epoch * config["batch_size"])
-        train_loss, train_error = loss_sum.item() / seen, wrong_sum.item() / seen
-        if not all(math.isfinite(v) for v in losses):
-            status = "diverged"
-
-        val_probs = predict(model, splits["val"], eval_batch, config["eval_batch_size"], amp)
-        val_loss, val_error = loss_and_error(val_probs, splits["val"].labels)
-        if not math.isfinite(val_loss):
-            status = "diverged"
-        lr = optimizer.param_groups[0]["lr"]
-        if status == "completed":
-            step_schedule(scheduler, val_loss)
-        row = {"epoch": epoch + 1, "train_loss": train_loss, "train_error": train_error,
-               "val_loss": val_loss, "val_error": val_error, "lr": lr,
-               "seconds": time.perf_counter() - started}
-        history.append(row)
-
-        if config["epochs"] - epoch <= config["snapshots"] and status == "completed":
-            snapshots["val"].append(val_probs.cpu())
-            snapshots["test"].append(predict(model, splits["test"], eval_batch, config["eval_batch_size"], amp).cpu())
-        if reg.early_stopping_patience is not None and status == "completed":
-            if val_loss < best_val:
-                best_val, bad_epochs = val_loss, 0
-                best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-            else:
-                bad_epochs += 1
-                if bad_epochs >= reg.early_stopping_patience:
-                    status = "early_stopped"
-
-        if checkpoint_path is not None:
-            save_checkpoint(checkpoint_path, {
-                "version": CHECKPOINT_VERSION, "config_digest": config_digest, "device_type": device.type,
-                "epoch": epoch + 1,
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "rng": rng_state(generator, device), "history": history,
-                "batch_losses": [list(b) for b in batch_losses], "snapshots": snapshots,
-                "best_val": best_val, "bad_epochs": bad_epochs, "best_state": best_state,
-                "init_stats": init_stats, "status": status, "mlflow_run_id": tracker.run_id,
-            })
-        # logged after the checkpoint: a job killed in between resumes after this epoch, and the stage
-        # logs the epochs the tracker lacks (log_missing_epochs), so every epoch is in MLflow exactly once
-        tracker.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=epoch + 1)
-        if on_epoch is not None:  # the stage's progress line and record (trickbench.progress)
-            on_epoch({**row, "images": seen})
-        if on_epoch_end is not None:
-            on_epoch_end(epoch + 1)
-
-    if status == "early_stopped":
-        status = "completed"
-        if best_state is not None:
-            model.load_state_dict(best_state)
-    return finish(model, splits, eval_batch, config, amp, status, history, batch_losses, snapshots,
-                  init_stats, start_epoch)
+    balance = CLASS_BALANCES.get(config["class_balance"])(splits["train"].labels, prepared.num_classes)
+    first_batch = torch.arange(min(len(splits["train"]), config["batch_size"]), device=device)
+    init_stats = activation_statistics(model, eval_batch(splits["train"].batch(first_batch)[0]))
+    return Trainer(config, device, amp, reg, splits, train_batch, eval_batch, model, forward, frozen, optimizer,
+                   scheduler, generator, penalized_weights(model), balance, init_stats)
 
 
-def finish(model: nn.Module, splits: dict[str, DeviceData], eval_batch: Callable, config: dict[str, Any],
-           amp: bool, status: str, history: list[dict[str, float]], batch_losses: list[tuple[int, int, float]],
-           snapshots: dict[str, list[torch.Tensor]], init_stats: list[dict[str, Any]],
-           resumed_from_epoch: int) -> TrainResult:
+# ------------------------------------------------------------------------------------------------ train
+
+def run_epoch(trainer: Trainer, state: TrainState, epoch: int) -> tuple[float, float, int, bool]:
+    """One pass over the epoch's order in training mode: (train loss, train error, images seen, whether
+    every batch loss was finite). The batch losses join `state.batch_losses`."""
+    config, data, device, reg = trainer.config, trainer.splits["train"], trainer.device, trainer.reg
+    batch_size = config["batch_size"]
+    train_mode(trainer.model, trainer.frozen)
+    order = trainer.balance.epoch_order(trainer.generator)
+    # the whole order is one epoch: oversampling makes it longer than the training set, undersampling shorter
+    steps = training_steps(len(order), batch_size, bool(config.get("compile")))
+    loss_sum, wrong_sum = torch.zeros((), device=device), torch.zeros((), device=device)
+    epoch_losses = []
+    for step in range(steps):
+        index = order[step * batch_size:(step + 1) * batch_size]
+        x, y = data.batch(index)
+        x = trainer.train_batch(x)  # float32, outside autocast (input_pipeline)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=trainer.amp):
+            logits = trainer.forward(x)
+            loss = F.cross_entropy(logits.float(), y, weight=trainer.balance.loss_weight)
+        objective = loss + l1_penalty(trainer.weights, reg.l1) if reg.l1 else loss
+        trainer.optimizer.zero_grad(set_to_none=True)
+        objective.backward()
+        trainer.optimizer.step()
+        if reg.max_norm is not None:
+            apply_max_norm(trainer.weights, reg.max_norm)
+        if EXIT_AFTER_FIRST_STEP:
+            _exit_after_first_step(device)
+        detached = loss.detach()
+        epoch_losses.append(detached)
+        loss_sum += detached * len(index)
+        wrong_sum += (logits.detach().argmax(dim=1) != y).sum()
+    # one device-to-host transfer per epoch, not per step
+    losses = torch.stack(epoch_losses).float().cpu().tolist()
+    state.batch_losses.extend((epoch, step, value) for step, value in enumerate(losses))
+    seen = min(len(order), steps * batch_size)
+    return loss_sum.item() / seen, wrong_sum.item() / seen, seen, all(math.isfinite(v) for v in losses)
+
+
+def train(config: dict[str, Any], prepared: Prepared, stats: dict[str, Any], *, config_digest: str,
+          checkpoint_path: Path | None = None, tracker: Tracker | None = None,
+          on_epoch_end: Callable[[int], None] | None = None,
+          on_epoch: Callable[[dict[str, float]], None] | None = None) -> TrainResult:
+    """Build, resume, fit: one grid point for a caller without a stage (tests, benchmarks); `config_digest`
+    is what a checkpoint at `checkpoint_path` must carry to be resumed."""
+    trainer = build(config, prepared, stats)
+    state = trainer.resume(checkpoint_path, {trainer.device.type: config_digest})
+    return trainer.fit(state, checkpoint_path, tracker, on_epoch_end=on_epoch_end, on_epoch=on_epoch)
+
+
+def finish(trainer: Trainer, state: TrainState, resumed_from_epoch: int) -> TrainResult:
     """Final metrics of every split in evaluation mode, predictions for ensembles, diagnostics."""
-    metrics: dict[str, float] = {"epochs_run": float(len(history))}
+    metrics: dict[str, float] = {"epochs_run": float(len(state.history))}
     predictions: dict[str, np.ndarray] = {}
     dead: list[dict[str, Any]] = []
-    if status == "diverged":
-        for split in splits:
+    if state.status is Status.DIVERGED:
+        for split in trainer.splits:
             metrics[f"{split}_loss"] = metrics[f"{split}_error"] = math.nan
     else:
-        for split, data in splits.items():
-            probs = predict(model, data, eval_batch, config["eval_batch_size"], amp)
+        for split, data in trainer.splits.items():
+            probs = trainer.predict(split)
             metrics[f"{split}_loss"], metrics[f"{split}_error"] = loss_and_error(probs, data.labels)
             if split != "train":
                 predictions[f"{split}_probs"] = probs.cpu().numpy()
                 predictions[f"{split}_labels"] = data.labels.cpu().numpy()
         for split in ("val", "test"):
-            if snapshots[split]:
-                predictions[f"snapshot_{split}_probs"] = torch.stack(snapshots[split]).numpy()
-        dead = dead_unit_fractions(model, splits["val"], eval_batch, config["eval_batch_size"], amp)
-    model_state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    diagnostics = {"init_activation_stats": init_stats, "dead_units": dead}
-    return TrainResult(status, metrics, history, batch_losses, predictions, diagnostics, model_state,
-                       resumed_from_epoch)
+            if state.snapshots[split]:
+                predictions[f"snapshot_{split}_probs"] = torch.stack(state.snapshots[split]).numpy()
+        dead = dead_unit_fractions(trainer.model, trainer.splits["val"], trainer.eval_batch,
+                                   trainer.config["eval_batch_size"], trainer.amp)
+    model_state = {k: v.detach().cpu() for k, v in trainer.model.state_dict().items()}
+    diagnostics = {"init_activation_stats": state.init_stats, "dead_units": dead}
+    return TrainResult(state.status, metrics, state.history, state.batch_losses, predictions, diagnostics,
+                       model_state, resumed_from_epoch)
