@@ -39,7 +39,7 @@ from torch import nn
 from trickbench.nn.activations import Activation, ActivationFactory, make_activation
 from trickbench.registry import Registry
 
-MODELS = Registry("model")
+MODELS = Registry("model", extras=("min_image_size",))
 
 HEAD_PREFIX = "head."
 FINETUNE_MODES = ("full", "linear", "top")
