@@ -127,7 +127,7 @@ def main() -> None:
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile arm")
     args = parser.parse_args()
 
-    from trickbench.cli import tune_allocator
+    from trickbench.train.allocator import tune_allocator
 
     allocator = tune_allocator()
     import torch

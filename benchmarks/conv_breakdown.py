@@ -49,7 +49,7 @@ PROBLEM = re.compile(r"^(?:g(?P<g>\d+))?mb(?P<mb>\d+)_ic(?P<ic>\d+)oc(?P<oc>\d+)
 def worker(spec: dict[str, Any]) -> None:
     """Train `steps` measured steps after `warmup` ones, oneDNN verbose on for the measured ones only; print
     each measured step's wall time between the verbose lines it caused."""
-    from trickbench.cli import tune_allocator
+    from trickbench.train.allocator import tune_allocator
 
     tune_allocator()
     import torch

@@ -193,7 +193,7 @@ def main() -> None:
     use_cifar10_dir(args)
 
     # the process settings of `trickbench train`: glibc malloc first, before torch allocates anything
-    from trickbench.cli import tune_allocator
+    from trickbench.train.allocator import tune_allocator
 
     allocator = tune_allocator()
     import torch

@@ -244,7 +244,7 @@ def worker_trickbench(spec: dict[str, Any]) -> None:
 
         torch.set_num_threads(spec["threads"])
     if spec.get("malloc", True):
-        from trickbench.cli import tune_allocator
+        from trickbench.train.allocator import tune_allocator
 
         allocator = tune_allocator()
     else:
@@ -320,7 +320,7 @@ def bare_model_step(model: str, width: int, x: Any, y: Any) -> Callable[[], None
 def worker_model_step(spec: dict[str, Any]) -> None:
     """Upper bound of the trickbench arm: forward, backward and SGD step on one fixed, already augmented
     and normalised batch (channels_last, malloc settings), without slicing, augmenting or validating."""
-    from trickbench.cli import tune_allocator
+    from trickbench.train.allocator import tune_allocator
 
     tune_allocator()
     import torch
@@ -349,7 +349,7 @@ def worker_model_step(spec: dict[str, Any]) -> None:
 def worker_eval(spec: dict[str, Any]) -> dict[str, Any]:
     """Evaluation of EVAL_IMAGES images: trickbench's predict (no gradients, eval_batch_size 1024) against
     the same with batches of 128 and against a batch-128 loop that leaves autograd on."""
-    from trickbench.cli import tune_allocator
+    from trickbench.train.allocator import tune_allocator
 
     tune_allocator()
     import torch

@@ -248,7 +248,7 @@ def test_train_processes_tune_glibc_malloc(preset, expected):
         pytest.skip("glibc only")
     env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
     env.update(preset)
-    done = subprocess.run([sys.executable, "-c", "from trickbench.cli import tune_allocator; print(tune_allocator())"],
+    done = subprocess.run([sys.executable, "-c", "from trickbench.train.allocator import tune_allocator; print(tune_allocator())"],
                           env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() in (expected, "unavailable")  # "unavailable": not glibc (musl)

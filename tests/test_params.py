@@ -73,6 +73,12 @@ def test_missing_and_empty_files(tmp_path):
         load_params(tmp_path / "empty.yaml")
 
 
+@pytest.mark.parametrize("value, kind", [([1, 2], "a list"), ("text", "a string"), (3, "an integer")])
+def test_params_that_are_not_a_mapping_fail_the_schema_at_the_top_level(value, kind):
+    with pytest.raises(ParamsError, match=rf"^p\.yaml: <top level>: .* is {kind}; expected a mapping$"):
+        validate(value, "p.yaml")
+
+
 def test_cli_bad_params_exit_code_and_no_outputs(tmp_path):
     params = tiny_params(paths={"artifacts": str(tmp_path / "art"), "results": str(tmp_path / "res")})
     params["train"]["activation"] = "relu_typo"

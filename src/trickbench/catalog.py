@@ -1,8 +1,9 @@
-"""Where each registry lives, and a cached list of their names for fast start-up.
+"""Where each registry lives, and a cached copy of their names and declared extras for fast start-up.
 
-Validating params.yaml needs the registered names, but importing the registries imports torch (2-4 s),
-which would dominate a no-op `snakemake` or `trickbench grid`. The names are therefore cached, keyed
-on the size and mtime of every source file of the package, so any edit to a registry invalidates it.
+Validating params.yaml needs the registered names (and a few extras, such as which pre-processings need
+the whitening matrices), but importing the registries imports torch (2-4 s), which would dominate a
+no-op `snakemake` or `trickbench grid`. They are therefore cached, keyed on the size and mtime of every
+source file of the package, so any edit to a registry invalidates it.
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import importlib
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 from trickbench.registry import Registry
 
@@ -51,17 +53,29 @@ def _cache_dir() -> Path:
     return Path(base) / "trickbench"
 
 
-def registry_names() -> dict[str, list[str]]:
-    cache_file = _cache_dir() / f"registry-names-{_source_fingerprint()}.json"
+def _catalog() -> dict[str, Any]:
+    """{"names": kind -> names in registration order, "extras": kind -> name -> declared extras}."""
+    cache_file = _cache_dir() / f"registry-catalog-{_source_fingerprint()}.json"
     try:
         return json.loads(cache_file.read_text())
     except (OSError, ValueError):
         pass
-    names = {kind: registry(kind).names() for kind in REGISTRY_LOCATIONS}
+    catalog = {"names": {kind: registry(kind).names() for kind in REGISTRY_LOCATIONS},
+               "extras": {kind: {entry.name: {key: entry.extra[key] for key in registry(kind).extras}
+                                 for entry in registry(kind)} for kind in REGISTRY_LOCATIONS}}
     try:
         from trickbench.io import write_json
 
-        write_json(cache_file, names)
+        write_json(cache_file, catalog)  # sorted keys: the names are lists, so their order stays
     except OSError:  # a read-only home must not stop validation
         pass
-    return names
+    return catalog
+
+
+def registry_names() -> dict[str, list[str]]:
+    return _catalog()["names"]
+
+
+def registry_extras() -> dict[str, dict[str, dict[str, Any]]]:
+    """kind -> name -> the extras its registry declares (`Registry.extras`: what code reads of every entry)."""
+    return _catalog()["extras"]

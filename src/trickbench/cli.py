@@ -36,35 +36,10 @@ def _layout(params: dict[str, Any]) -> Any:
     return Layout.from_params(params)
 
 
-# glibc malloc (platform.md): keep freed memory mapped instead of returning ~100 MB of activations to
-# the kernel every step (NiN steps 1.5-1.9x faster on CPU; benchmarks/README.md). The values of the
-# Makefile's MALLOC_*_ exports, applied with mallopt() so a bare `trickbench train` gets them too.
-TUNE_ALLOCATOR = True
-M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc <malloc.h>
-ALLOCATOR_SETTINGS = {M_MMAP_THRESHOLD: 2**31 - 1, M_TRIM_THRESHOLD: 2**31 - 1}
-
-
-def tune_allocator() -> str:
-    """Apply ALLOCATOR_SETTINGS to this process unless the environment sets glibc's own variables;
-    returns what happened ("env", "mallopt", or why not)."""
-    import os
-
-    if any(os.environ.get(name) for name in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")):
-        return "env"
-    if not TUNE_ALLOCATOR or not sys.platform.startswith("linux"):
-        return "off"
-    try:
-        import ctypes
-
-        mallopt = ctypes.CDLL("libc.so.6").mallopt
-    except (OSError, AttributeError):  # not glibc (musl, ...)
-        return "unavailable"
-    ok = all(mallopt(option, value) == 1 for option, value in ALLOCATOR_SETTINGS.items())
-    return "mallopt" if ok else "rejected"
-
-
 def _set_threads(params: dict[str, Any]) -> None:
     """Process-wide settings of a training process: the allocator (before torch allocates), threads."""
+    from trickbench.train.allocator import tune_allocator
+
     tune_allocator()
     import torch
 
@@ -80,12 +55,12 @@ def cmd_validate(args: argparse.Namespace) -> None:
 
 def cmd_list(args: argparse.Namespace) -> None:
     from trickbench.catalog import KIND_ALIASES, REGISTRY_LOCATIONS, registry
+    from trickbench.errors import UnknownComponentError
 
     kind = KIND_ALIASES.get(args.kind, args.kind)
     if kind not in REGISTRY_LOCATIONS:
         plurals = [alias for alias, target in KIND_ALIASES.items() if alias != target]
-        raise LookupError(f"unknown component kind {args.kind!r}; valid kinds: {', '.join(plurals)} "
-                          "(or the singular)")
+        raise UnknownComponentError("component kind", args.kind, plurals)
     entries = list(registry(kind))
     width = max(len(entry.name) for entry in entries)
     for entry in entries:
@@ -319,52 +294,14 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
-    from trickbench.grid import GridError
-    from trickbench.params import ParamsError
-    from trickbench.registry import UnknownComponentError
-    from trickbench.tracking import TrackingError
+    from trickbench.errors import BadInput
 
-    bad_input: tuple[type[BaseException], ...] = (ParamsError, GridError, UnknownComponentError, TrackingError, LookupError,
-                                                 FileNotFoundError, NotADirectoryError, IsADirectoryError)
     try:
         args.handler(args)
-    except Exception as error:
-        # DataError lives with the decoders (numpy, Pillow): only a command that loaded them can raise it,
-        # so `grid` and `validate` need not import them just to name the type
-        archives = sys.modules.get("trickbench.data.archives")
-        known = bad_input + ((archives.DataError,) if archives else ())
-        if isinstance(error, known):
-            message = str(error) if not isinstance(error, OSError) or not error.filename else \
-                f"{error.filename}: {error.strerror}"
-        elif isinstance(error, _corrupt_file_errors()) and (culprit := _file_being_read(error)):
-            message = f"{culprit}: unreadable ({type(error).__name__}: {error}); rerun the stage that writes it"
-        else:
-            raise
-        print(f"trickbench {args.command}: error: {message}", file=sys.stderr)
+    except BadInput as error:  # anything else is a bug: its traceback, exit 1
+        print(f"trickbench {args.command}: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     return 0
-
-
-def _corrupt_file_errors() -> tuple[type[BaseException], ...]:
-    """What numpy, zipfile, json and pickle raise on a truncated or garbled file."""
-    import pickle
-    import zipfile
-
-    return zipfile.BadZipFile, EOFError, pickle.UnpicklingError, json.JSONDecodeError, UnicodeDecodeError
-
-
-def _file_being_read(error: BaseException) -> str | None:
-    """The `path` argument of the innermost trickbench function the error passed through (load_prepared,
-    read_json, ...): the file to name. None if there is none (then the traceback is the better report)."""
-    traceback, culprit = error.__traceback__, None
-    while traceback is not None:
-        frame = traceback.tb_frame
-        if frame.f_globals.get("__name__", "").startswith("trickbench."):
-            path = frame.f_locals.get("path")
-            if isinstance(path, (str, Path)):
-                culprit = str(path)
-        traceback = traceback.tb_next
-    return culprit
 
 
 if __name__ == "__main__":

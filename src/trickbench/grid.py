@@ -12,13 +12,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from trickbench.errors import GridError
 from trickbench.io import digest_json
 
 ID_SAFE = re.compile(r"^[A-Za-z0-9_.+=-]+$")
-
-
-class GridError(ValueError):
-    pass
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
+from trickbench.errors import MissingInputError, UnreadableFileError
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]:
@@ -41,8 +43,15 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
 
 
 def read_json(path: str | os.PathLike) -> Any:
-    with open(path) as handle:
-        return json.load(handle)
+    """A JSON file a stage wrote; MissingInputError or UnreadableFileError (bad input) naming it."""
+    try:
+        with open(path) as handle:
+            return json.load(handle)
+    except FileNotFoundError:
+        raise MissingInputError(f"{path}: missing; run the stage that writes it first") from None
+    except ValueError as error:  # JSONDecodeError, UnicodeDecodeError: truncated or garbled
+        raise UnreadableFileError(f"{path}: unreadable ({type(error).__name__}: {error}); rerun the stage "
+                                  "that writes it") from None
 
 
 def _json_default(obj: Any) -> Any:

@@ -24,10 +24,10 @@ from typing import Any, Mapping
 
 import yaml
 
+from trickbench.errors import DataError, GridError, ParamsError
+
 # inside the package, so a wheel ships it; workflow/schemas/params.schema.yaml is a symlink to it
 SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "params.schema.yaml"
-
-WHITENING = ("pca_whiten", "zca_whiten")
 
 MAX_PARAMS_BYTES = 1_000_000  # the default params.yaml is 4 kB; the largest config about 10 kB
 MAX_DEPTH = 32  # nesting levels (the schema needs 5)
@@ -39,10 +39,6 @@ ALLOW_OUTSIDE_ENV = "TRICKBENCH_ALLOW_OUTSIDE"
 SYSTEM_TREES = ("/etc", "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/dev", "/proc",
                 "/sys", "/boot", "/run")  # neither the folder nor anything inside it
 SYSTEM_FOLDERS = ("/", "/var", "/root", "/home", "/tmp", "/opt", "/srv", "/mnt", "/media")  # the folder itself
-
-
-class ParamsError(ValueError):
-    """A params file that cannot be used; the message names the file, the key and what was expected."""
 
 
 @lru_cache(maxsize=1)
@@ -106,17 +102,16 @@ class _BoundedLoader(yaml.SafeLoader):
             self.depth -= 1
 
     def construct_mapping(self, node: Any, deep: bool = False) -> Any:
-        if isinstance(node, yaml.MappingNode):
-            seen: dict[Any, int] = {}
-            for key_node, _ in node.value:
-                if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(key_node, yaml.ScalarNode):
-                    continue
-                key = self.construct_object(key_node)
-                line = key_node.start_mark.line + 1
-                if key in seen:
-                    raise _Refused(f"line {line}: key {key!r} given twice in one mapping (first on line "
-                                   f"{seen[key]}); a second block would silently replace the first")
-                seen[key] = line
+        seen: dict[Any, int] = {}  # SafeConstructor calls this with mapping nodes only (maps, !!set)
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(key_node, yaml.ScalarNode):
+                continue
+            key = self.construct_object(key_node)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise _Refused(f"line {line}: key {key!r} given twice in one mapping (first on line "
+                               f"{seen[key]}); a second block would silently replace the first")
+            seen[key] = line
         return super().construct_mapping(node, deep)
 
 
@@ -363,7 +358,6 @@ def check_cross_fields(params: dict[str, Any], points: list[Any], source: str) -
     side = None
     if data["options"] or any(point.config["input_size"] is not None for point in points):
         from trickbench.catalog import registry
-        from trickbench.data.archives import DataError
         from trickbench.data.sources import Options
 
         source_class = registry("source").get(data["source"])
@@ -373,9 +367,12 @@ def check_cross_fields(params: dict[str, Any], points: list[Any], source: str) -
         except DataError as error:
             raise ParamsError(f"{source}: {error}") from None
 
+    from trickbench.catalog import registry_extras
+
+    preprocessings = registry_extras()["preprocessing"]
     for point in points:
         config = point.config
-        if config["preprocessing"] in WHITENING and not params["stats"]["whitening"]:
+        if preprocessings[config["preprocessing"]]["needs_whitening"] and not params["stats"]["whitening"]:
             raise _point_error(point, "preprocessing", f"{config['preprocessing']} needs the whitening matrices, "
                                "but stats.whitening is false", source)
         if side is not None and config["input_size"] is not None and config["input_size"] > side:
@@ -433,9 +430,8 @@ def check_output_dirs(params: dict[str, Any], source: str, project: Path | None 
 # ---------------------------------------------------------------------------------------------------
 def validate(params: Any, source: str = "params", project: Path | None = None) -> dict[str, Any]:
     """Validate and return a copy with defaults filled; raise ParamsError on the first problem.
-    `project`: the directory relative paths.* resolve against (default: the working directory)."""
-    if not isinstance(params, dict):
-        raise ParamsError(f"{source}: expected a mapping at the top level, got {_type_name(params)}")
+    `project`: the directory relative paths.* resolve against (default: the working directory).
+    Anything but a mapping fails the schema's top-level `type: object`."""
     try:
         check_plain_data(params)
     except ParamsError as error:
@@ -448,7 +444,7 @@ def validate(params: Any, source: str = "params", project: Path | None = None) -
         raise ParamsError(_format_error(errors[0], source))
     fill_defaults(filled, schema, schema)
 
-    from trickbench.grid import expand_grid, GridError
+    from trickbench.grid import expand_grid
 
     try:
         points = expand_grid(filled)
@@ -459,8 +455,8 @@ def validate(params: Any, source: str = "params", project: Path | None = None) -
     for point in points:
         point_errors = list(point_validator.iter_errors(point.config))
         if point_errors:
-            error = _innermost(point_errors[0])
-            key = str(error.absolute_path[0]) if error.absolute_path else ""
+            error = _innermost(point_errors[0])  # always inside the config: its keys are checked already
+            key = str(error.absolute_path[0])
             message = _format_error(error, source).split(": ", 2)[-1]
             raise _point_error(point, key, message, source)
     check_cross_fields(filled, points, source)

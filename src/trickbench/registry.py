@@ -4,16 +4,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
+from trickbench.errors import UnknownComponentError
 
-class UnknownComponentError(KeyError):
-    """A name that no registry entry carries; the message lists the valid names."""
-
-    def __init__(self, kind: str, name: str, valid: list[str]):
-        self.kind, self.name, self.valid = kind, name, valid
-        super().__init__(f"unknown {kind} {name!r}; valid names: {', '.join(valid)}")
-
-    def __str__(self) -> str:  # KeyError would quote the whole message
-        return self.args[0]
+__all__ = ["Entry", "Registry", "UnknownComponentError"]
 
 
 @dataclass(frozen=True)
@@ -25,10 +18,16 @@ class Entry:
 
 
 class Registry:
-    """An ordered mapping name -> Entry with a decorator to add entries."""
+    """An ordered mapping name -> Entry with a decorator to add entries.
 
-    def __init__(self, kind: str):
+    `extras`: the keys every entry of this kind must carry in its extras, because code reads them
+    (an activation's `negative_slope`, a model's `min_image_size`); an entry without one is refused when
+    it is registered, at import, instead of failing in whichever run first reads it.
+    """
+
+    def __init__(self, kind: str, extras: tuple[str, ...] = ()):
         self.kind = kind
+        self.extras = tuple(extras)
         self._entries: dict[str, Entry] = {}
 
     def register(self, name: str, description: str, **extra: Any) -> Callable:
@@ -41,6 +40,10 @@ class Registry:
     def add(self, name: str, fn: Callable, description: str, **extra: Any) -> None:
         if name in self._entries:
             raise ValueError(f"{self.kind} {name!r} registered twice")
+        missing = [key for key in self.extras if key not in extra]
+        if missing:
+            raise TypeError(f"{self.kind} {name!r} registered without {', '.join(missing)}; every {self.kind} "
+                            f"declares {', '.join(self.extras)}")
         self._entries[name] = Entry(name, fn, description, extra)
 
     def entry(self, name: str) -> Entry:

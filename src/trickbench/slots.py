@@ -33,10 +33,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Mapping
 
+from trickbench.errors import BadInput
+
 SAFE = re.compile(r"[^A-Za-z0-9_.-]")
 
 
-class SlotError(LookupError):
+class SlotError(BadInput, LookupError):
     """A bad slot setting ($TRICKBENCH_GPUS); the message names it."""
 
 

@@ -16,6 +16,8 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
+from trickbench.errors import TrackingError
+
 T = TypeVar("T")
 
 DATA_EXPERIMENT = "data"
@@ -85,11 +87,6 @@ def ensure_experiments(uri: str, names: list[str]) -> dict[str, str]:
             if found.tags.get(KIND_TAG) is None:  # made before trickbench set the kind: open it on runs too
                 retry(lambda: mlflow_client.set_experiment_tag(found.experiment_id, KIND_TAG, TRAINING_KIND))
     return ids
-
-
-class TrackingError(RuntimeError):
-    """The tracking store cannot be used (unknown scheme, missing folder, no server answering): bad input,
-    reported in one line before a stage writes anything."""
 
 
 URI_SCHEMES = ("sqlite:///", "http://", "https://", "file:", "databricks")

@@ -26,6 +26,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterator
 
+from trickbench.errors import BadInput
 from trickbench.io import digest_json, read_json, write_json
 
 MANIFEST = "manifest.json"
@@ -36,7 +37,7 @@ MACHINE_KEYS = ("cpu", "gpu", "torch", "cuda", "cudnn", "threads", "python")
 NOT_METRICS = {"seed", "epochs_run", "threads", "resumed_from_epoch"}
 
 
-class VersionsError(LookupError):
+class VersionsError(BadInput, LookupError):
     """A results folder or git revision that cannot be read: bad input (one line, exit 2)."""
 
 

@@ -43,6 +43,7 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 from PIL import Image
 
+from trickbench.errors import DataError
 from trickbench.io import sha256_file
 
 __all__ = [
@@ -52,10 +53,6 @@ __all__ = [
     "MAX_MEMBERS", "MAX_MEMBER_BYTES", "MAX_TOTAL_BYTES", "MAX_RATIO", "RATIO_FLOOR", "MAX_DEPTH",
     "MAX_NAME_CHARS", "MAX_IMAGE_PIXELS", "MAX_HEADER_BYTES",
 ]
-
-
-class DataError(Exception):
-    """Bad input data; the message names the file (and member) at fault and what was expected."""
 
 
 class DataWarning(UserWarning):
@@ -644,86 +641,114 @@ def tree_layout(tree: ImageTree, *, main_split: str = "train", ignore_splits: It
             f"{origin}: no image files found (expected <class>/<image> or <split>/<class>/<image> "
             f"with an extension among {' '.join(sorted(IMAGE_EXTENSIONS))})"
         )
+    prefix, rel = _strip_wrapping_folders(images)
+    split_folders = any(name.split("/", 1)[0] in SPLITS and name.count("/") >= 1 for name in rel)
+    sorting = _MemberSorting(origin, prefix, split_folders, main_split, set(ignore_splits))
+    for name in rel:
+        sorting.add(name)
+    if sorting.unlabelled:
+        warnings.warn(f"{origin}: skipping {len(sorting.unlabelled)} unlabelled image(s) directly under a split "
+                      f"folder: {_list_for_message(sorting.unlabelled, 3)}", DataWarning, stacklevel=3)
+    if sorting.ignored:
+        warnings.warn(f"{origin}: ignoring {len(sorting.ignored)} image(s) under "
+                      f"{'/, '.join(sorted(sorting.ignore))}/", DataWarning, stacklevel=3)
+    sorting.check_folders({d[len(prefix):] for d in tree.dirs if d.startswith(prefix) and len(d) > len(prefix)})
+    class_names = sorting.class_names()
+    return TreeLayout(splits=sorting.splits, class_names=class_names, prefix=prefix, split_folders=split_folders,
+                      skipped=skipped, unlabelled=sorting.unlabelled)
 
-    # strip wrapping folders (all images below one folder that is not a split folder)
+
+def _strip_wrapping_folders(images: list[str]) -> tuple[str, list[str]]:
+    """(prefix, names below it): the folders that wrap every image, none of them a split folder."""
     prefix = ""
     rel = images
     while True:
         firsts = {name.split("/", 1)[0] for name in rel}
         if len(firsts) != 1 or next(iter(firsts)) in SPLITS or any(name.count("/") < 2 for name in rel):
-            break
+            return prefix, rel
         top = next(iter(firsts)) + "/"
         prefix += top
         rel = [name[len(top):] for name in rel]
 
-    dirs = {d[len(prefix):] for d in tree.dirs if d.startswith(prefix) and len(d) > len(prefix)}
-    split_folders = any(name.split("/", 1)[0] in SPLITS and name.count("/") >= 1 for name in rel)
-    ignore = set(ignore_splits)
-    splits: dict[str, dict[str, list[str]]] = {}
-    unlabelled: list[str] = []
-    ignored: list[str] = []
-    expected = "<split>/<class>/<image> (split: train or test)" if split_folders else "<class>/<image>"
-    for name in rel:
+
+@dataclass
+class _MemberSorting:
+    """The image members of one tree sorted into split -> class -> names, refusing what does not fit."""
+
+    origin: Path
+    prefix: str
+    split_folders: bool
+    main_split: str
+    ignore: set[str]
+    splits: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    unlabelled: list[str] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)
+
+    @property
+    def expected(self) -> str:
+        return "<split>/<class>/<image> (split: train or test)" if self.split_folders else "<class>/<image>"
+
+    def add(self, name: str) -> None:
+        """One image member, `name` below the prefix."""
         parts = name.split("/")
-        full = prefix + name
-        if split_folders:
-            if parts[0] not in SPLITS or len(parts) < 2:
-                raise DataError(
-                    f"{origin}: member {full!r} is outside the split folders train/ and test/ "
-                    f"(expected {expected}; merge validation images into train/, the pipeline makes its own "
-                    "validation split)"
-                )
-            if parts[0] in ignore:
-                ignored.append(full)
-                continue
-            if len(parts) == 2:
-                unlabelled.append(full)
-                continue
-            if len(parts) != 3:
-                raise DataError(f"{origin}: member {full!r} is nested too deep (expected {expected})")
-            splits.setdefault(parts[0], {}).setdefault(parts[1], []).append(full)
-        else:
+        full = self.prefix + name
+        if not self.split_folders:
             if len(parts) != 2:
-                raise DataError(f"{origin}: member {full!r} does not fit the layout (expected {expected})")
-            splits.setdefault(main_split, {}).setdefault(parts[0], []).append(full)
-    if unlabelled:
-        warnings.warn(f"{origin}: skipping {len(unlabelled)} unlabelled image(s) directly under a split folder: "
-                      f"{_list_for_message(unlabelled, 3)}", DataWarning, stacklevel=3)
-    if ignored:
-        warnings.warn(f"{origin}: ignoring {len(ignored)} image(s) under {'/, '.join(sorted(ignore))}/",
-                      DataWarning, stacklevel=3)
-
-    # class folders without any image (empty, or holding only skipped files)
-    for d in sorted(dirs):
-        parts = d.split("/")
-        if split_folders:
-            if len(parts) == 1 and parts[0] in SPLITS and parts[0] not in ignore and parts[0] not in splits:
-                if not any(u.startswith(prefix + parts[0] + "/") for u in unlabelled):
-                    raise DataError(f"{origin}: split folder {prefix + d + '/'!r} holds no class folders with images")
-            if len(parts) == 2 and parts[0] in SPLITS and parts[0] not in ignore:
-                if parts[1] not in splits.get(parts[0], {}):
-                    raise DataError(f"{origin}: class folder {prefix + d + '/'!r} holds no images")
-        elif len(parts) == 1 and parts[0] not in splits.get(main_split, {}):
-            raise DataError(f"{origin}: class folder {prefix + d + '/'!r} holds no images")
-
-    if main_split not in splits:
-        ignored_splits = {name[len(prefix):].split("/", 1)[0] for name in ignored}
-        found = ", ".join([f"{s}/" for s in sorted(splits)] + [f"{s}/ (not used here)" for s in sorted(ignored_splits)])
-        found = found or "nothing"
-        raise DataError(f"{origin}: no labelled {main_split}/ split (found {found}; expected {expected})")
-    class_names = sorted(splits[main_split])
-    for split, classes in splits.items():
-        if set(classes) != set(class_names):
-            missing = sorted(set(class_names) - set(classes))
-            extra = sorted(set(classes) - set(class_names))
+                raise DataError(f"{self.origin}: member {full!r} does not fit the layout (expected {self.expected})")
+            self.splits.setdefault(self.main_split, {}).setdefault(parts[0], []).append(full)
+            return
+        if parts[0] not in SPLITS or len(parts) < 2:
             raise DataError(
-                f"{origin}: class folders of {prefix}{split}/ differ from {prefix}{main_split}/ "
-                f"(missing: {missing or 'none'}; extra: {extra or 'none'})"
+                f"{self.origin}: member {full!r} is outside the split folders train/ and test/ "
+                f"(expected {self.expected}; merge validation images into train/, the pipeline makes its own "
+                "validation split)"
             )
-        for files in classes.values():
-            files.sort()
-    return TreeLayout(splits=splits, class_names=class_names, prefix=prefix, split_folders=split_folders,
-                      skipped=skipped, unlabelled=unlabelled)
+        if parts[0] in self.ignore:
+            self.ignored.append(full)
+        elif len(parts) == 2:
+            self.unlabelled.append(full)
+        elif len(parts) != 3:
+            raise DataError(f"{self.origin}: member {full!r} is nested too deep (expected {self.expected})")
+        else:
+            self.splits.setdefault(parts[0], {}).setdefault(parts[1], []).append(full)
+
+    def check_folders(self, dirs: set[str]) -> None:
+        """Class folders without any image (empty, or holding only skipped files); `dirs` below the prefix."""
+        prefix, splits = self.prefix, self.splits
+        for d in sorted(dirs):
+            parts = d.split("/")
+            if self.split_folders:
+                if len(parts) == 1 and parts[0] in SPLITS and parts[0] not in self.ignore and parts[0] not in splits:
+                    if not any(u.startswith(prefix + parts[0] + "/") for u in self.unlabelled):
+                        raise DataError(f"{self.origin}: split folder {prefix + d + '/'!r} holds no class folders "
+                                        "with images")
+                if len(parts) == 2 and parts[0] in SPLITS and parts[0] not in self.ignore:
+                    if parts[1] not in splits.get(parts[0], {}):
+                        raise DataError(f"{self.origin}: class folder {prefix + d + '/'!r} holds no images")
+            elif len(parts) == 1 and parts[0] not in splits.get(self.main_split, {}):
+                raise DataError(f"{self.origin}: class folder {prefix + d + '/'!r} holds no images")
+
+    def class_names(self) -> list[str]:
+        """The sorted classes of the main split, once every split is checked to have the same (and the member
+        lists are sorted)."""
+        main_split, splits = self.main_split, self.splits
+        if main_split not in splits:
+            ignored_splits = {name[len(self.prefix):].split("/", 1)[0] for name in self.ignored}
+            found = ", ".join([f"{s}/" for s in sorted(splits)]
+                              + [f"{s}/ (not used here)" for s in sorted(ignored_splits)]) or "nothing"
+            raise DataError(f"{self.origin}: no labelled {main_split}/ split (found {found}; expected {self.expected})")
+        class_names = sorted(splits[main_split])
+        for split, classes in splits.items():
+            if set(classes) != set(class_names):
+                missing = sorted(set(class_names) - set(classes))
+                extra = sorted(set(classes) - set(class_names))
+                raise DataError(
+                    f"{self.origin}: class folders of {self.prefix}{split}/ differ from {self.prefix}{main_split}/ "
+                    f"(missing: {missing or 'none'}; extra: {extra or 'none'})"
+                )
+            for files in classes.values():
+                files.sort()
+        return class_names
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from trickbench.data.archives import DataError
+from trickbench.errors import DataError, NetworkError
 from trickbench.io import atomic_path
 
 __all__ = ["NetworkError", "MIRROR_ENV", "TIMEOUT_S", "CHUNK_BYTES", "MAX_DOWNLOAD_BYTES", "mirror_url",
@@ -38,10 +38,6 @@ MIRROR_ENV = "TRICKBENCH_DATA_MIRROR"
 TIMEOUT_S = 30.0  # per connect and per read: a server silent this long is treated as gone
 CHUNK_BYTES = 1 << 20
 MAX_DOWNLOAD_BYTES = 2**30  # when the expected size is unknown (a mirror with its own md5); the official archives are 163 MiB
-
-
-class NetworkError(DataError):
-    """The server could not be reached at all (offline, name resolution, connection refused, timeout)."""
 
 
 def mirror_url(official_url: str, mirror: str | None, *, key: str) -> str:

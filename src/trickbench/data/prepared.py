@@ -1,14 +1,20 @@
 """The prepared data set: uint8 arrays per split, one uncompressed .npz written atomically."""
 from __future__ import annotations
 
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from trickbench.errors import MissingInputError, UnreadableFileError
 from trickbench.io import atomic_path, sha256_arrays
 
 SPLITS = ("train", "val", "test")
+ARRAY_NAMES = ("class_names", *(f"{kind}_{split}" for kind in ("images", "labels") for split in SPLITS))
+# what numpy and zipfile raise on a truncated, garbled or foreign .npz (pickled data: ValueError)
+UNREADABLE_NPZ = (zipfile.BadZipFile, EOFError, ValueError, zlib.error)
 
 
 @dataclass
@@ -41,12 +47,23 @@ def save_prepared(path: str | Path, prepared: Prepared) -> None:
 
 
 def load_prepared(path: str | Path) -> Prepared:
-    with np.load(path, allow_pickle=False) as archive:
-        return Prepared(
-            images={split: archive[f"images_{split}"] for split in SPLITS},
-            labels={split: archive[f"labels_{split}"].astype(np.int64) for split in SPLITS},
-            class_names=[str(name) for name in archive["class_names"]],
-        )
+    """The prepare stage's .npz; MissingInputError or UnreadableFileError (bad input) naming it."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            missing = [name for name in ARRAY_NAMES if name not in archive.files]
+            if not missing:
+                return Prepared(
+                    images={split: archive[f"images_{split}"] for split in SPLITS},
+                    labels={split: archive[f"labels_{split}"].astype(np.int64) for split in SPLITS},
+                    class_names=[str(name) for name in archive["class_names"]],
+                )
+    except FileNotFoundError:
+        raise MissingInputError(f"{path}: missing; run the prepare stage first") from None
+    except UNREADABLE_NPZ as error:  # a member is read (and its CRC checked) inside the block
+        raise UnreadableFileError(f"{path}: unreadable ({type(error).__name__}: {error}); rerun the prepare "
+                                  "stage") from None
+    raise UnreadableFileError(f"{path}: lacks the arrays {missing}; expected {list(ARRAY_NAMES)}; rerun the "
+                              "prepare stage")
 
 
 def stratified_subset(labels: np.ndarray, per_class: int, seed: int) -> np.ndarray:

@@ -19,7 +19,9 @@ from torch import Tensor
 
 from trickbench.registry import Registry
 
-PREPROCESSORS = Registry("preprocessing")
+# needs_whitening: the entry reads the D x D matrices of stats.npz, so params with stats.whitening: false
+# refuse it at validation
+PREPROCESSORS = Registry("preprocessing", extras=("needs_whitening",))
 
 Transform = Callable[[Tensor], Tensor]
 
@@ -60,12 +62,12 @@ def _check_channels(x: Tensor, constant: Tensor, name: str) -> None:
                          f"{constant.shape[1]} channels of the training statistics")
 
 
-@PREPROCESSORS.register("none", "identity: raw pixels in [0, 1]")
+@PREPROCESSORS.register("none", "identity: raw pixels in [0, 1]", needs_whitening=False)
 def identity(stats: dict, device: torch.device | str) -> Transform:
     return lambda x: x
 
 
-@PREPROCESSORS.register("zero_center", "subtract the per-channel mean of the training pixels")
+@PREPROCESSORS.register("zero_center", "subtract the per-channel mean of the training pixels", needs_whitening=False)
 def zero_center(stats: dict, device: torch.device | str) -> Transform:
     mean = _channel_tensor(stats, "channel_mean", device)
 
@@ -76,7 +78,8 @@ def zero_center(stats: dict, device: torch.device | str) -> Transform:
     return transform
 
 
-@PREPROCESSORS.register("normalize", "per-channel (x - mean) / std over the training pixels")
+@PREPROCESSORS.register("normalize", "per-channel (x - mean) / std over the training pixels",
+                        needs_whitening=False)
 def normalize(stats: dict, device: torch.device | str) -> Transform:
     mean = _channel_tensor(stats, "channel_mean", device)
     std = _channel_tensor(stats, "channel_std", device)
@@ -92,6 +95,7 @@ def normalize(stats: dict, device: torch.device | str) -> Transform:
 @PREPROCESSORS.register(
     "minmax",
     "per channel, map the training [min, max] linearly onto [-1, 1] (not clamped: other data may fall outside)",
+    needs_whitening=False,
 )
 def minmax(stats: dict, device: torch.device | str) -> Transform:
     low = _channel_tensor(stats, "channel_min", device)
@@ -136,6 +140,7 @@ def _whitening(stats: dict, device: torch.device | str, matrix_key: str, name: s
     "pca_whiten",
     "PCA whitening of the flattened image: (x - mu) U / sqrt(S + eps), reshaped to (C, H, W) "
     "(channels then hold principal components, not pixels)",
+    needs_whitening=True,
 )
 def pca_whiten(stats: dict, device: torch.device | str) -> Transform:
     return _whitening(stats, device, "pca_whitening", "pca_whiten")
@@ -144,6 +149,7 @@ def pca_whiten(stats: dict, device: torch.device | str) -> Transform:
 @PREPROCESSORS.register(
     "zca_whiten",
     "ZCA whitening of the flattened image: (x - mu) U diag(1 / sqrt(S + eps)) U^T, stays in pixel space",
+    needs_whitening=True,
 )
 def zca_whiten(stats: dict, device: torch.device | str) -> Transform:
     return _whitening(stats, device, "zca_whitening", "zca_whiten")

@@ -36,10 +36,11 @@ from typing import Any, ClassVar, Mapping
 import numpy as np
 
 from trickbench.data.archives import (
-    DataError, DataWarning, DecodeSpec, ImageTree, TreeLayout, decode_members, md5_file, open_tree,
+    DataWarning, DecodeSpec, ImageTree, TreeLayout, decode_members, md5_file, open_tree,
     read_regular_file, read_tar_members, require_regular_file, tree_layout,
 )
 from trickbench.data.download import MIRROR_ENV, download_file, mirror_url
+from trickbench.errors import DataError
 from trickbench.io import sha256_file
 from trickbench.registry import Registry
 
@@ -459,6 +460,9 @@ def _cifar_batch(obj: dict, where: str, label_key: str, n_classes: int) -> tuple
 
 class _Cifar(Source):
     NAME: ClassVar[str] = ""
+    TITLE: ClassVar[str] = ""  # as the data set's authors write it, for messages
+    # the class folders an image-folder copy must hold, in label order (None: any n_classes folders)
+    CLASS_FOLDERS: ClassVar[list[str] | None] = None
 
     def spec(self) -> dict:
         return CIFAR_SPECS[self.NAME]
@@ -604,8 +608,9 @@ class _Cifar(Source):
 
     def _check_classes(self, names: list[str], path: Path) -> None:
         spec = self.spec()
-        if self.NAME == "cifar10" and names != CIFAR10_CLASSES:
-            raise DataError(f"{path}: class folders {names} are not the CIFAR-10 classes {CIFAR10_CLASSES}")
+        if self.CLASS_FOLDERS is not None and names != self.CLASS_FOLDERS:
+            raise DataError(f"{path}: class folders {names} are not the {self.TITLE} classes "
+                            f"{self.CLASS_FOLDERS}")
         if len(names) != spec["n_classes"]:
             raise DataError(f"{path}: {len(names)} class folders, expected {spec['n_classes']} for {self.NAME}")
 
@@ -672,6 +677,8 @@ class Cifar10(_Cifar):
     """
 
     NAME = "cifar10"
+    TITLE = "CIFAR-10"
+    CLASS_FOLDERS = CIFAR10_CLASSES
     OPTIONS: ClassVar[dict[str, str]] = dict(_CIFAR_OPTIONS)
 
 
@@ -685,6 +692,7 @@ class Cifar100(_Cifar):
     """
 
     NAME = "cifar100"
+    TITLE = "CIFAR-100"
     OPTIONS: ClassVar[dict[str, str]] = {
         **_CIFAR_OPTIONS,
         "label_type": "fine (100 classes, default) or coarse (20 superclasses); coarse needs the official archive",

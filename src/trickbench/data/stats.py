@@ -25,12 +25,15 @@ pre-processors read (see its docstring for the keys).
 """
 from __future__ import annotations
 
-import json
 import os
 from typing import Any, Mapping
 
 import numpy as np
 import torch
+
+from trickbench.data.prepared import UNREADABLE_NPZ
+from trickbench.errors import MissingInputError, UnreadableFileError
+from trickbench.io import read_json
 
 JSON_TENSOR_KEYS = (
     "channel_mean", "channel_std", "channel_min", "channel_max",
@@ -86,38 +89,14 @@ def compute_stats(
     num_pixels = n * h * w
     chunk_size = max(1, int(chunk_size))
 
-    # pass 1: means and extremes
-    channel_sum = np.zeros(c)
-    feature_sum = np.zeros(d)
-    for start in range(0, n, chunk_size):
-        block = images[start:start + chunk_size].astype(np.float64) / 255.0
-        channel_sum += block.reshape(-1, c).sum(0)
-        if whiten:
-            feature_sum += block.transpose(0, 3, 1, 2).reshape(len(block), d).sum(0)
-    channel_mean = channel_sum / num_pixels
-    feature_mean = feature_sum / n
+    channel_mean, feature_mean = _means(images, chunk_size, whiten)
     channel_min = images.reshape(-1, c).min(0).astype(np.float64) / 255.0
     channel_max = images.reshape(-1, c).max(0).astype(np.float64) / 255.0
-
-    # pass 2: centred cross-products
-    if max_whiten_samples is not None and max_whiten_samples < n:
-        if max_whiten_samples < 2:
-            raise ValueError(f"compute_stats: max_whiten_samples must be >= 2, got {max_whiten_samples}")
-        whiten_idx = np.sort(np.random.default_rng(seed).choice(n, size=max_whiten_samples, replace=False))
-    else:
-        whiten_idx = np.arange(n)
-    pixel_cross = np.zeros((c, c))
-    for start in range(0, n, chunk_size):
-        pixels = images[start:start + chunk_size].reshape(-1, c).astype(np.float64) / 255.0 - channel_mean
-        pixel_cross += pixels.T @ pixels
+    whiten_idx = _whiten_indices(n, max_whiten_samples, seed)
+    pixel_cov = _pixel_cross_products(images, channel_mean, chunk_size) / num_pixels
     if not whiten:  # a D x D matrix of large images costs minutes and D² floats: skip on request
         whiten_idx = whiten_idx[:0]
-    feature_cross = np.zeros((d, d) if whiten else (0, 0))
-    for start in range(0, len(whiten_idx), chunk_size):
-        block = images[whiten_idx[start:start + chunk_size]].astype(np.float64) / 255.0
-        centred = block.transpose(0, 3, 1, 2).reshape(len(block), d) - feature_mean
-        feature_cross += centred.T @ centred
-    pixel_cov = pixel_cross / num_pixels
+    feature_cross = _feature_cross_products(images, whiten_idx, feature_mean, chunk_size, whiten)
     feature_cov = feature_cross / max(len(whiten_idx), 1)
 
     eigenvalues, eigenvectors = _eigh_descending(pixel_cov)
@@ -156,6 +135,52 @@ def compute_stats(
     return stats_json, arrays
 
 
+def _means(images: np.ndarray, chunk_size: int, whiten: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Pass 1: the per-channel mean over all pixels and the per-feature mean (zeros without `whiten`)."""
+    n, h, w, c = images.shape
+    d = c * h * w
+    channel_sum = np.zeros(c)
+    feature_sum = np.zeros(d)
+    for start in range(0, n, chunk_size):
+        block = images[start:start + chunk_size].astype(np.float64) / 255.0
+        channel_sum += block.reshape(-1, c).sum(0)
+        if whiten:
+            feature_sum += block.transpose(0, 3, 1, 2).reshape(len(block), d).sum(0)
+    return channel_sum / (n * h * w), feature_sum / n
+
+
+def _whiten_indices(n: int, max_whiten_samples: int | None, seed: int) -> np.ndarray:
+    """The sorted images of the D x D covariance: all, or `max_whiten_samples` drawn with `seed`."""
+    if max_whiten_samples is not None and max_whiten_samples < n:
+        if max_whiten_samples < 2:
+            raise ValueError(f"compute_stats: max_whiten_samples must be >= 2, got {max_whiten_samples}")
+        return np.sort(np.random.default_rng(seed).choice(n, size=max_whiten_samples, replace=False))
+    return np.arange(n)
+
+
+def _pixel_cross_products(images: np.ndarray, channel_mean: np.ndarray, chunk_size: int) -> np.ndarray:
+    """Pass 2, pixels: the C x C sum of centred cross-products over every pixel."""
+    n, c = images.shape[0], images.shape[-1]
+    pixel_cross = np.zeros((c, c))
+    for start in range(0, n, chunk_size):
+        pixels = images[start:start + chunk_size].reshape(-1, c).astype(np.float64) / 255.0 - channel_mean
+        pixel_cross += pixels.T @ pixels
+    return pixel_cross
+
+
+def _feature_cross_products(images: np.ndarray, whiten_idx: np.ndarray, feature_mean: np.ndarray, chunk_size: int,
+                            whiten: bool) -> np.ndarray:
+    """Pass 2, features: the D x D sum of centred cross-products over the images `whiten_idx` (0 x 0 without
+    `whiten`)."""
+    d = int(np.prod(images.shape[1:]))
+    feature_cross = np.zeros((d, d) if whiten else (0, 0))
+    for start in range(0, len(whiten_idx), chunk_size):
+        block = images[whiten_idx[start:start + chunk_size]].astype(np.float64) / 255.0
+        centred = block.transpose(0, 3, 1, 2).reshape(len(block), d) - feature_mean
+        feature_cross += centred.T @ centred
+    return feature_cross
+
+
 def runtime_stats(
     stats_json: Mapping[str, Any],
     arrays: Mapping[str, Any] | None = None,
@@ -185,16 +210,25 @@ def load_stats(
 
     Without the npz the whitening keys are absent and the pca_whiten / zca_whiten pre-processors raise.
     """
-    with open(json_path) as handle:
-        stats_json = json.load(handle)
-    arrays = None
-    if npz_path is not None:
+    stats_json = read_json(json_path)
+    arrays = None if npz_path is None else _load_arrays(npz_path)
+    return runtime_stats(stats_json, arrays, device)
+
+
+def _load_arrays(npz_path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """stats.npz; MissingInputError or UnreadableFileError (bad input) naming it."""
+    try:
         with np.load(npz_path) as npz:
             missing = [k for k in ARRAY_KEYS if k not in npz.files]
-            if missing:
-                raise KeyError(f"{npz_path}: missing arrays {missing}; expected {list(ARRAY_KEYS)}")
-            arrays = {k: npz[k] for k in npz.files}
-    return runtime_stats(stats_json, arrays, device)
+            if not missing:
+                return {k: npz[k] for k in npz.files}
+    except FileNotFoundError:
+        raise MissingInputError(f"{npz_path}: missing; run the stats stage first") from None
+    except UNREADABLE_NPZ as error:
+        raise UnreadableFileError(f"{npz_path}: unreadable ({type(error).__name__}: {error}); rerun the stats "
+                                  "stage") from None
+    raise UnreadableFileError(f"{npz_path}: missing arrays {missing}; expected {list(ARRAY_KEYS)}; rerun the "
+                              "stats stage")
 
 
 def _numpy(value: Any) -> np.ndarray:

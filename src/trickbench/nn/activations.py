@@ -21,7 +21,7 @@ from trickbench.registry import Registry
 
 ActivationFactory = Callable[[int], nn.Module]
 
-ACTIVATIONS = Registry("activation")
+ACTIVATIONS = Registry("activation", extras=("negative_slope",))
 
 # Norm layers whose affine parameters are conventionally exempt from weight decay.
 NORM_LAYERS = (

@@ -39,7 +39,7 @@ from torch import nn
 from trickbench.nn.activations import Activation, ActivationFactory, make_activation
 from trickbench.registry import Registry
 
-MODELS = Registry("model")
+MODELS = Registry("model", extras=("min_image_size",))
 # fn(network: BlockNetwork) -> the name prefixes of the parameters fine-tuning trains (see apply_finetune)
 FINETUNE_MODES = Registry("finetune_mode")
 

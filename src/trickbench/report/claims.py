@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from trickbench.errors import BadInput
 from trickbench.grid import axis_keys, format_value, study_points
 from trickbench.registry import Registry
 
@@ -52,7 +53,7 @@ ENSEMBLE_AXIS = "ensemble"  # an ensemble claim's "axis": the kind of ensemble (
 ENSEMBLE_REFERENCES = {"best_member": "gain_over_best_member_test_error", "best_single": "gain_test_error"}
 
 
-class ClaimsError(LookupError):
+class ClaimsError(BadInput, LookupError):
     """A claim that does not fit its preset, or a committed results file the claims cannot read."""
 
 
@@ -84,7 +85,7 @@ class Claim:
         return Path("configs") / f"{self.preset}.yaml"
 
 
-CLAIMS = Registry("claim")
+CLAIMS = Registry("claim", extras=("claim",))
 
 
 def claim(claim_id: str, source: str, statement: str, preset: str, study: str, axis: str, treatment: Any,

@@ -6,6 +6,7 @@ from typing import Any
 import numpy as np
 
 from trickbench.data.prepared import Prepared, save_prepared, stratified_split, stratified_subset
+from trickbench.errors import DataError, MissingInputError
 from trickbench.io import atomic_path, digest_json, read_json, write_json
 from trickbench.paths import Layout
 from trickbench import tracking
@@ -25,8 +26,6 @@ def download(params: dict[str, Any], layout: Layout) -> dict[str, Any]:
 
 def require_two_classes(class_names: list[str], where: str) -> None:
     """A single class leaves nothing to learn (every error would be 0): refuse it before any output."""
-    from trickbench.data.archives import DataError
-
     if len(class_names) < 2:
         raise DataError(f"{where}: {len(class_names)} class ({', '.join(map(str, class_names)) or 'none'}); "
                         "expected at least 2 classes")
@@ -38,7 +37,7 @@ def prepare(params: dict[str, Any], layout: Layout, progress: bool = True) -> di
 
     data = params["data"]
     if not layout.download_record.exists():
-        raise FileNotFoundError(f"{layout.download_record}: missing; run the download stage first")
+        raise MissingInputError(f"{layout.download_record}: missing; run the download stage first")
     tracking.check_store(params)  # a store that cannot be used fails before any output is written
     raw = load(data["source"], data["options"], layout.raw_dir, progress=progress)
     require_two_classes(list(raw.class_names), f"data.source {data['source']}")

@@ -20,6 +20,7 @@ from typing import Any
 import pandas as pd
 
 from trickbench import provenance, tracking, versions
+from trickbench.errors import MissingInputError
 from trickbench.grid import axis_keys, study_points
 from trickbench.io import atomic_path, digest_json, read_json, write_text
 from trickbench.paths import Layout
@@ -345,7 +346,7 @@ def report(params: dict[str, Any], layout: Layout) -> list[Path]:
     for path in [*(layout.ensemble_json(study) for study in params["studies"]), layout.manifest,
                  layout.stats_json, layout.stats_arrays]:
         if not path.is_file():
-            raise FileNotFoundError(f"{path}: missing; run the stages before report first")
+            raise MissingInputError(f"{path}: missing; run the stages before report first")
     written = [spectrum(params, layout), *class_counts(layout)]
     all_records, all_curves, headlines, study_paths = [], [], {}, {}
     for study, data in collected.items():
