@@ -133,7 +133,7 @@ def test_ndsb_net_output_shape_on_70_pixel_crops() -> None:
 
 
 def test_ndsb_net_rejects_images_too_small_for_the_pyramid() -> None:
-    with pytest.raises(ValueError, match="image_size >= 32"):
+    with pytest.raises(ValueError, match="at least 32 px"):
         build("ndsb_net", image_size=16)
 
 

@@ -37,6 +37,7 @@ import torch
 from torch import nn
 
 from trickbench.nn.activations import Activation, ActivationFactory, make_activation
+from trickbench.errors import ParamsError
 from trickbench.registry import Registry
 
 MODELS = Registry("model", extras=("min_image_size",))
@@ -140,7 +141,7 @@ def caffe_pool(kind: type[nn.Module]) -> nn.Module:
 def require_image_size(model: str, image_size: int) -> None:
     minimum = MODELS.entry(model).extra["min_image_size"]
     if image_size < minimum:
-        raise ValueError(f"model {model!r} needs image_size >= {minimum}, got {image_size}")
+        raise ParamsError(f"train.model: {model!r} needs images of at least {minimum} px, the data has {image_size}")
 
 
 def scaled(channels: int, width: int, reference: int) -> int:

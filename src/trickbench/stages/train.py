@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from trickbench import provenance, tracking
+from trickbench.errors import BadInput, MissingInputError, ParamsError
 from trickbench.grid import GridPoint, find_point, study_points
 from trickbench.io import atomic_path, digest_json, read_json, write_json
 from trickbench.paths import Layout
@@ -37,22 +38,15 @@ def write_csv(path: Path, rows: list[dict[str, Any]] | list[tuple], header: list
 
 
 def _read_input(path: Path, read: Any) -> Any:
-    """A prepared input of the train stage; a missing or unreadable one is the user's to fix, named."""
-    from trickbench.data.sources import DataError
-
+    """A prepared input of the train stage; the readers name an unreadable one themselves."""
     if not Path(path).exists():
-        raise DataError(f"{path}: missing; run the prepare and stats stages first")
-    try:
-        return read(path)
-    except Exception as error:  # truncated npz (BadZipFile), garbage JSON, missing arrays ...
-        raise DataError(f"{path}: unreadable ({type(error).__name__}: {error}); rerun the prepare and stats "
-                        "stages") from None
+        raise MissingInputError(f"{path}: missing; run the prepare and stats stages first")
+    return read(path)
 
 
 def build_point(point: GridPoint, prepared: Prepared, stats: dict[str, Any]) -> Trainer:
     """The loop's trainer for this point; a configuration that cannot train on this data fails here, with
     its key named, before anything is written or logged."""
-    from trickbench.params import ParamsError
     from trickbench.train.loop import build
 
     config = point.config
@@ -62,7 +56,7 @@ def build_point(point: GridPoint, prepared: Prepared, stats: dict[str, Any]) -> 
                           f"images ({height}x{width}) (grid point {point.key})")
     try:
         return build(config, prepared, stats)
-    except ValueError as error:  # DataError (a bad finetune_from) is not one: it names its key itself
+    except ParamsError as error:  # a setting this data or model cannot take; any other error is a bug
         raise ParamsError(f"grid point {point.key}: {error}") from None
 
 
@@ -173,10 +167,7 @@ def write_run_outputs(run_dir: Path, result: TrainResult) -> None:
 def record_end(progress: TrainProgress, error: BaseException) -> None:
     """A job that ends by an error or a signal says so in its progress record (`trickbench status`: failed);
     bad input (the CLI names it in one line) leaves nothing behind."""
-    from trickbench.data.sources import DataError
-    from trickbench.params import ParamsError
-
-    if isinstance(error, (DataError, ParamsError)):
+    if isinstance(error, BadInput):
         progress.discard()
     else:
         progress.failed(error)

@@ -24,6 +24,8 @@ import torch
 
 from torch import nn
 
+from trickbench.errors import ParamsError
+
 # the smaller of the two documented values costs less memory; either makes cuBLAS deterministic
 CUBLAS_WORKSPACE = ":4096:8"
 
@@ -90,7 +92,7 @@ def use_deterministic_pools(model: nn.Module) -> int:
             elif isinstance(child, SpatialPyramidPool):
                 new = DeterministicSpatialPyramidPool(tuple(child.levels))
             elif isinstance(child, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)):
-                raise ValueError(f"train.deterministic: {type(child).__name__}({child.output_size}) in "
+                raise ParamsError(f"train.deterministic: {type(child).__name__}({child.output_size}) in "
                                  f"{type(model).__name__} has no deterministic replacement")
             if new is not None:
                 setattr(parent, name, new)

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trickbench.data.archives import DataError
+from trickbench.errors import DataError
 from trickbench.data.augment import apply_augmentations, center_crop, crop_to
 from trickbench.data.prepared import Prepared
 from trickbench.data.preprocess import PREPROCESSORS
