@@ -63,6 +63,15 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+def mlflow_runs(uri: str, experiment: str) -> list:
+    """Every active run of `experiment` in the store at `uri`, read with MLflow's own client (as a user would)."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    found = client.get_experiment_by_name(experiment)
+    return [] if found is None else client.search_runs([found.experiment_id], max_results=10000)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

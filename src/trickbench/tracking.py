@@ -355,15 +355,6 @@ def open_run(params: dict[str, Any], experiment: str, run_name: str, tags: dict[
     return BackgroundRun(create) if background and BACKGROUND else create()
 
 
-def runs_of(uri: str, experiment: str) -> list[Any]:
-    """All runs of an experiment (for tests and the report)."""
-    mlflow_client = client(uri)
-    found = mlflow_client.get_experiment_by_name(experiment)
-    if found is None:
-        return []
-    return mlflow_client.search_runs([found.experiment_id], max_results=10000)
-
-
 def tag_run(uri: str, run_id: str, tags: dict[str, str]) -> None:
     """Add tags to an existing run, finished or not (trickbench.versions: the dvc.lock entry of its stage)."""
     from mlflow.entities import RunTag
