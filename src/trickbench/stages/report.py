@@ -20,7 +20,7 @@ from trickbench.report.outputs import (claims_outputs, class_counts_outputs, cur
                                       runs_html, study_figures, study_outputs, study_tables, table_paths)
 from trickbench.report.overview import (claims_report, class_counts_table, curves_frame, finite_or_none, headline,
                                         runs_table, summary_metrics)
-from trickbench.report.study import StudyData, Table
+from trickbench.report.study import FIGURES, TABLES, Study, StudyData, Table, diagnosis_report
 from trickbench.report.tables import label
 
 
@@ -84,8 +84,6 @@ def footer(params: dict[str, Any], layout: Layout, records: list[dict[str, Any]]
 
 def study_report(params: dict[str, Any], layout: Layout, study: str, data: StudyData | None = None) -> list[Path]:
     """Every table, the diagnosis and every figure of `study` that report/outputs.py declares."""
-    from trickbench.report.study import FIGURES, TABLES, Study, diagnosis_report
-
     data = data if data is not None else collect(params, layout, study)
     contents = Study(study, params, data, read_json(layout.ensemble_json(study)), footer(params, layout, data.records))
     outputs = study_outputs(params, layout, study)
