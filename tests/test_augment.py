@@ -30,10 +30,8 @@ STATS = random_fancy_stats()
 
 
 # ------------------------------------------------------------------------------------- registry
-def test_registry_names_and_descriptions():
+def test_the_registry_holds_exactly_the_augmentations_tested_here():
     assert set(AUGMENTATIONS.names()) == {"flip", "crop", "color_jitter", "hsv", "fancy_pca", "rotate_scale"}
-    for entry in AUGMENTATIONS:
-        assert isinstance(entry.description, str) and len(entry.description) > 10, entry.name
 
 
 @pytest.mark.parametrize("name", ["flip", "crop", "color_jitter", "hsv", "fancy_pca", "rotate_scale"])

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BIN, REPO
+from conftest import BIN, REPO, mlflow_runs
 
 BENCHMARKS = REPO / "benchmarks"
 CIFAR10 = Path(os.environ.get("TRICKBENCH_CIFAR10_DIR", REPO.parent / "shared" / "datasets" / "cifar10"))
@@ -227,7 +227,7 @@ def test_background_mlflow_run_gets_every_epoch(prepared_project):
     assert done.returncode == 0, done.stderr[-3000:]
     metrics = json.loads((prepared_project / "artifacts/runs/s/seed-0/metrics.json").read_text())
     uri = f"sqlite:///{prepared_project / 'mlflow.db'}"
-    run = next(r for r in tracking.runs_of(uri, "trickbench-s") if r.info.run_id == metrics["mlflow_run_id"])
+    run = next(r for r in mlflow_runs(uri, "trickbench-s") if r.info.run_id == metrics["mlflow_run_id"])
     assert run.info.status == "FINISHED"
     assert [m.step for m in tracking.metric_history(uri, run.info.run_id, "val_loss")] == [1, 2, 3]
     assert run.data.tags["trickbench.status"] == "completed"

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import BIN, tiny_params, write_params
+from conftest import BIN, mlflow_runs, tiny_params, write_params
 from trickbench import tracking
 
 pytestmark = pytest.mark.slow
@@ -68,7 +68,7 @@ def test_sixteen_train_jobs_at_once_on_the_default_sqlite_store(tmp_path, monkey
     assert not failed, failed
     assert not [p for p, out in outputs.items() if "Traceback" in out or "database is locked" in out]
 
-    runs = [r for r in tracking.runs_of(uri, "trickbench-many") if r.data.tags.get("trickbench.grid_point")]
+    runs = [r for r in mlflow_runs(uri, "trickbench-many") if r.data.tags.get("trickbench.grid_point")]
     assert sorted(r.data.tags["trickbench.grid_point"] for r in runs) == sorted(procs)  # 16, no duplicates
     for run in runs:
         assert run.info.status == "FINISHED" and run.data.tags["trickbench.status"] == "completed"

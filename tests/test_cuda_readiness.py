@@ -17,8 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from conftest import StopTraining, stop_after
-from test_train_loop import digits, digits_stats, stats_of, train_config
+from conftest import StopTraining, digits, digits_stats, stats_of, stop_after, train_config
 from trickbench.data.prepared import Prepared
 from trickbench.data.preprocess import build_preprocessor
 from trickbench.nn.models import MODELS, build_model
@@ -300,7 +299,7 @@ def test_a_checkpoint_of_another_device_type_is_refused_with_one_line(tmp_path):
     (digest, device type, a CUDA generator state): `trickbench train` on the CPU refuses it, exit 2, one
     line naming the file and both devices, the file untouched and nothing written. The reverse direction
     (a CPU checkpoint met by a CUDA job) goes through the same check, called with device type cuda."""
-    from test_resume import POINT, STUDY, cli_env, prepare_project, resume_params, train_command
+    from conftest import RESUME_POINT as POINT, RESUME_STUDY as STUDY, cli_env, prepare_project, resume_params, train_command
     from trickbench.data.archives import DataError
     from trickbench.data.prepared import load_prepared
     from trickbench.data.stats import load_stats

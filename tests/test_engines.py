@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import BIN, REPO, tiny_params, write_params
+from conftest import BIN, REPO, mlflow_runs, tiny_params, write_params
 from trickbench import tracking
 from trickbench.paths import RUN_OUTPUTS
 
@@ -80,7 +80,7 @@ def test_snakemake_second_run_has_nothing_to_do(snakemake_project):
 
 def test_mlflow_has_one_full_run_per_grid_point(snakemake_project):
     uri = f"sqlite:///{snakemake_project / 'mlflow.db'}"
-    runs = [r for r in tracking.runs_of(uri, "trickbench-acts") if r.data.tags.get("trickbench.grid_point")]
+    runs = [r for r in mlflow_runs(uri, "trickbench-acts") if r.data.tags.get("trickbench.grid_point")]
     assert sorted(r.data.tags["trickbench.grid_point"] for r in runs) == sorted(POINTS)
     for run in runs:
         assert run.data.params["activation"] in ("relu", "rrelu") and run.data.params["epochs"] == "2"
@@ -90,7 +90,7 @@ def test_mlflow_has_one_full_run_per_grid_point(snakemake_project):
         history = tracking.metric_history(uri, run.info.run_id, "val_error")
         assert [m.step for m in history] == [1, 2]
         assert "final_test_error" in run.data.metrics
-    summaries = [r for r in tracking.runs_of(uri, "trickbench-acts") if r.data.tags.get("trickbench.kind") == "summary"]
+    summaries = [r for r in mlflow_runs(uri, "trickbench-acts") if r.data.tags.get("trickbench.kind") == "summary"]
     assert len(summaries) == 1
 
 
@@ -133,7 +133,7 @@ def test_every_result_says_where_it_was_made(snakemake_project):
         assert set(KEYS) <= set(made)
         assert made["cpu"].startswith(cpu_model()) and made["torch"] == torch.__version__ and made["threads"] == 1
         assert made["gpu"] == "none" and made["git_commit"]
-    runs = [r for r in tracking.runs_of(uri, "trickbench-acts") if r.data.tags.get("trickbench.grid_point")]
+    runs = [r for r in mlflow_runs(uri, "trickbench-acts") if r.data.tags.get("trickbench.grid_point")]
     for run_ in runs:
         assert run_.data.tags["trickbench.cpu"].startswith(cpu_model())
         assert run_.data.tags["trickbench.torch"] == torch.__version__
@@ -152,9 +152,9 @@ def test_dvc_after_snakemake_logs_nothing_twice(snakemake_project):
     run(["git", "init", "-q"], snakemake_project)
     run([str(BIN / "dvc"), "init", "-q"], snakemake_project)
     run([str(BIN / "dvc"), "repro"], snakemake_project)
-    data_runs = sorted(r.info.run_name for r in tracking.runs_of(uri, "trickbench-data"))
+    data_runs = sorted(r.info.run_name for r in mlflow_runs(uri, "trickbench-data"))
     assert data_runs == ["prepare", "stats"]
-    runs = tracking.runs_of(uri, "trickbench-acts")
+    runs = mlflow_runs(uri, "trickbench-acts")
     assert sorted(r.info.run_name for r in runs) == sorted([*POINTS, "summary-acts"])
     edit_params(snakemake_project, "tracking", "experiment_prefix", "renamed")
     ran = re.findall(r"Running stage '([^']+)'", run([str(BIN / "dvc"), "repro"], snakemake_project))

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BIN, free_port, mlflow_server, stop_process_group, tiny_params, write_params
+from conftest import BIN, free_port, mlflow_runs, mlflow_server, stop_process_group, tiny_params, write_params
 from trickbench import tracking
 
 pytestmark = pytest.mark.slow
@@ -56,7 +56,7 @@ def files_under(folder: Path) -> list[str]:
 
 
 def grid_point_runs(uri: str, point: str, experiment: str = "trickbench-acts") -> list:
-    return [r for r in tracking.runs_of(uri, experiment) if r.data.tags.get("trickbench.grid_point") == point]
+    return [r for r in mlflow_runs(uri, experiment) if r.data.tags.get("trickbench.grid_point") == point]
 
 
 def steps(uri: str, run, key: str = "val_loss") -> list[int]:

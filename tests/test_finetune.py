@@ -9,7 +9,7 @@ import pytest
 import torch
 import yaml
 
-from test_train_loop import REPO_PARAMS, digits, digits_stats, train_config
+from conftest import REPO_PARAMS, digits, digits_stats, train_config
 from trickbench.cli import main
 from trickbench.data.archives import DataError
 from trickbench.data.prepared import Prepared

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from test_train_loop import _train_schema, train_config
+from conftest import train_config, train_schema
 from trickbench.train.optim import OPTIMIZERS, SCHEDULES, DivideOnPlateau, step_schedule
 
 LR = 0.1
@@ -104,9 +104,9 @@ def test_plateau_patience_must_be_positive() -> None:
     with pytest.raises(ValueError, match="plateau_patience"):
         DivideOnPlateau(optimizer(), factor=0.5, patience=0)
     with pytest.raises(jsonschema.ValidationError):
-        jsonschema.Draft202012Validator(_train_schema()).validate({"plateau_patience": 0})
+        jsonschema.Draft202012Validator(train_schema()).validate({"plateau_patience": 0})
     with pytest.raises(jsonschema.ValidationError):
-        jsonschema.Draft202012Validator(_train_schema()).validate({"plateau_factor": 1.0})
+        jsonschema.Draft202012Validator(train_schema()).validate({"plateau_factor": 1.0})
 
 
 def round_trip(state: dict) -> dict:

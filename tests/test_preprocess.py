@@ -28,10 +28,8 @@ def setup():
     return x, runtime_stats(stats_json, arrays)
 
 
-def test_registry_names_and_descriptions():
+def test_the_registry_holds_exactly_the_preprocessings_tested_here_and_refuses_others():
     assert set(PREPROCESSORS.names()) == {"none", "zero_center", "normalize", "minmax", "pca_whiten", "zca_whiten"}
-    for entry in PREPROCESSORS:
-        assert isinstance(entry.description, str) and len(entry.description) > 10, entry.name
     with pytest.raises(UnknownComponentError):
         build_preprocessor("whiten", {}, "cpu")
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch import nn
 
-from test_train_loop import digits, digits_stats, run, train_config
+from conftest import digits, digits_stats, run, train_config
 from trickbench.data.prepared import Prepared
 from trickbench.nn.activations import prelu_parameters
 from trickbench.train.loop import build_network, parameter_groups, train

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BIN, REPO, tiny_params, write_params
+from conftest import BIN, REPO, mlflow_runs, tiny_params, write_params
 from trickbench import tracking
 
 pytestmark = pytest.mark.slow
@@ -63,7 +63,7 @@ def test_snakemake_report_shows_every_marked_table_and_figure(project):
 
 def test_the_study_summary_run_in_mlflow_holds_the_report(project):
     uri = f"sqlite:///{project / 'mlflow.db'}"
-    summaries = [r for r in tracking.runs_of(uri, "trickbench-acts") if r.data.tags.get("trickbench.kind") == "summary"]
+    summaries = [r for r in mlflow_runs(uri, "trickbench-acts") if r.data.tags.get("trickbench.kind") == "summary"]
     assert len(summaries) == 1
     artifacts = {Path(a.path).name for a in tracking.client(uri).list_artifacts(summaries[0].info.run_id, "report")}
     assert {"paper_table.md", "paper_table.csv", "diagnosis.md", "batch_loss.png", "pca_spectrum.png"} <= artifacts

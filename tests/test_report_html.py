@@ -13,8 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import BIN, REPO, tiny_params, write_params
-from test_report_stage import crafted, params_with  # noqa: F401  (crafted: a report's inputs)
+from conftest import BIN, REPO, report_params, tiny_params, write_params
 from trickbench.paths import Layout
 from trickbench.report.outputs import report_entries, report_outputs
 from trickbench.stages.report import report
@@ -89,7 +88,7 @@ def same_value(html_cell: str, csv_value: object) -> bool:
     return float(html_cell) == pytest.approx(float(csv_value), rel=1e-5, abs=1e-9)
 
 
-def test_every_table_is_also_html_with_its_values(crafted):  # noqa: F811
+def test_every_table_is_also_html_with_its_values(crafted):
     params, layout = crafted
     report(params, layout)
     declared = report_outputs(params, layout)
@@ -123,7 +122,7 @@ def test_every_table_is_also_html_with_its_values(crafted):  # noqa: F811
 
 
 def test_the_snakemake_report_shows_html_tables_not_csv(tmp_path):
-    params = params_with({"acts": {"axes": {"activation": ["relu", "prelu"], "seed": [0, 1]}}}, tmp_path)
+    params = report_params({"acts": {"axes": {"activation": ["relu", "prelu"], "seed": [0, 1]}}}, tmp_path)
     layout = Layout.from_params(params)
     shown = [entry for entry in report_entries(params, layout) if entry.caption]
     tables = [entry for entry in shown if entry.path.suffix != ".png"]

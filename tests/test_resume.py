@@ -23,47 +23,14 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import BIN, StopTraining, stop_after, tiny_params, write_params
+from conftest import (BIN, RESUME_EPOCHS, RESUME_POINT, RESUME_STUDY, StopTraining, cli_env, prepare_project,
+                      resume_params, stop_after, train_command)
 from trickbench import tracking
 from trickbench.paths import Layout
 from trickbench.train.loop import CHECKPOINT_VERSION, TrainState, read_checkpoint, save_checkpoint
 
 pytestmark = pytest.mark.slow
-STUDY, EPOCHS = "resume", 5
-POINT = "seed-0"
-
-
-def resume_params() -> dict:
-    """Digits with epochs of ~1 s (width 16, batch 8) so that a kill can land inside one."""
-    params = tiny_params()
-    params["train"].update({"width": 16, "batch_size": 8, "lr": 0.01, "epochs": EPOCHS, "snapshots": 2,
-                            "device": "cpu"})
-    params["studies"] = {STUDY: {"axes": {"seed": [0]}}}
-    return params
-
-
-def prepare_project(workdir: Path, params: dict) -> Layout:
-    """params.yaml plus prepared data and statistics (in this process, without tracking: seconds)."""
-    from trickbench.params import load_params
-    from trickbench.stages.data import download, prepare, stats
-
-    workdir.mkdir(parents=True, exist_ok=True)
-    write_params(workdir / "params.yaml", params)
-    loaded = load_params(workdir / "params.yaml")
-    loaded["tracking"]["enabled"] = False
-    layout = Layout(workdir / loaded["paths"]["artifacts"], workdir / loaded["paths"]["results"])
-    download(loaded, layout)
-    prepare(loaded, layout, progress=False)
-    stats(loaded, layout)
-    return layout
-
-
-def train_command() -> list[str]:
-    return [str(BIN / "trickbench"), "train", "--study", STUDY, "--point", POINT]
-
-
-def cli_env() -> dict[str, str]:
-    return {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
+STUDY, EPOCHS, POINT = RESUME_STUDY, RESUME_EPOCHS, RESUME_POINT
 
 
 class Watch:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import BIN, REPO, tiny_params, write_params
+from conftest import BIN, REPO, mlflow_runs, tiny_params, write_params
 from trickbench import tracking
 
 pytestmark = pytest.mark.slurm
@@ -109,7 +109,7 @@ def test_tiny_pipeline_on_slurm_equals_a_local_run(slurm_cluster, tmp_path):
 
     # every job reached the one store
     uri = os.environ["MLFLOW_TRACKING_URI"]
-    runs = [r for r in tracking.runs_of(uri, "trickbench-acts") if r.data.tags.get("trickbench.grid_point")]
+    runs = [r for r in mlflow_runs(uri, "trickbench-acts") if r.data.tags.get("trickbench.grid_point")]
     assert sorted(r.data.tags["trickbench.grid_point"] for r in runs) == sorted(reference)
     for run in runs:
         assert [m.step for m in tracking.metric_history(uri, run.info.run_id, "val_loss")] == [1, 2]

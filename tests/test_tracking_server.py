@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BIN, REPO, mlflow_server, tiny_params, write_params
+from conftest import BIN, REPO, mlflow_runs, mlflow_server, tiny_params, write_params
 from trickbench import tracking
 
 pytestmark = pytest.mark.slow
@@ -51,7 +51,7 @@ def test_pipeline_logs_every_run_to_the_server(mlflow_server_fixture, tmp_path):
     assert not (workdir / "mlflow.db").exists() and not (workdir / "mlartifacts").exists(), "a local store was used"
     client = tracking.client(uri)
     for study, points in (("acts", POINTS), ("lr", [STABLE, UNSTABLE])):
-        runs = [r for r in tracking.runs_of(uri, f"trickbench-{study}") if r.data.tags.get("trickbench.grid_point")]
+        runs = [r for r in mlflow_runs(uri, f"trickbench-{study}") if r.data.tags.get("trickbench.grid_point")]
         assert sorted(r.data.tags["trickbench.grid_point"] for r in runs) == sorted(points)  # one run per point
         for run in runs:
             diverged = run.data.tags["trickbench.grid_point"] == UNSTABLE
@@ -63,8 +63,8 @@ def test_pipeline_logs_every_run_to_the_server(mlflow_server_fixture, tmp_path):
             assert "final_test_error" in run.data.metrics
             artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
             assert {"metrics.json", "history.csv", "learning_curves.png"} <= artifacts
-        assert any(r.data.tags.get("trickbench.kind") == "summary" for r in tracking.runs_of(uri, f"trickbench-{study}"))
-    data_runs = {r.info.run_name for r in tracking.runs_of(uri, "trickbench-data")}
+        assert any(r.data.tags.get("trickbench.kind") == "summary" for r in mlflow_runs(uri, f"trickbench-{study}"))
+    data_runs = {r.info.run_name for r in mlflow_runs(uri, "trickbench-data")}
     assert {"prepare", "stats"} <= data_runs
     assert list((store / "artifacts").rglob("metrics.json"))  # artifacts went through the server
 

@@ -2,29 +2,22 @@
 and resumable, and the per-run diagnostics (per-batch loss, activation statistics at initialization,
 dead units) say what they claim.
 
-The helpers at the top (`train_config`, `digits`, `digits_stats`, `run`) are shared with
-test_regularizers.py and test_finetune.py.
+The in-process helpers (`train_config`, `digits`, `digits_stats`, `run`) live in conftest.py.
 """
 from __future__ import annotations
 
-import functools
 import math
-from pathlib import Path
 
-import jsonschema
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
-from conftest import StopTraining, stop_after
+from conftest import StopTraining, digits, digits_stats, run, stop_after, train_config
 from trickbench.data.augment import AUGMENTATIONS
-from trickbench.data.prepared import Prepared, stratified_split
+from trickbench.data.prepared import Prepared
 from trickbench.data.preprocess import PREPROCESSORS, build_preprocessor
-from trickbench.data.stats import compute_stats, runtime_stats
 from trickbench.nn.activations import ACTIVATIONS, activation_layers
 from trickbench.nn.initializers import INITIALIZERS
-from trickbench.params import fill_defaults, raw_schema, schema_with_registries
 from trickbench.train.loop import (
     DeviceData, Status, TrainResult, TrainState, build_network, dead_unit_fractions, train,
 )
@@ -33,66 +26,7 @@ from trickbench.train.regularizers import REGULARIZERS, regularization
 
 # --------------------------------------------------------------------------------------------- helpers
 
-REPO_PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
-
-
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@functools.lru_cache(maxsize=1)
-def _train_schema() -> dict:
-    schema = schema_with_registries()
-    return {**schema["$defs"]["train_config"], "$defs": schema["$defs"]}
-
-
-def train_config(**overrides) -> dict:
-    """A full, schema-valid train config: the schema's defaults, on the CPU, width 4, one epoch."""
-    schema = raw_schema()
-    config: dict = {}
-    fill_defaults(config, schema["$defs"]["train_config"], schema)
-    config.update(device="cpu", width=4, epochs=1, batch_size=64)
-    unknown = set(overrides) - set(config)
-    assert not unknown, f"not train keys: {unknown}"
-    config.update(overrides)
-    jsonschema.Draft202012Validator(_train_schema()).validate(config)
-    return config
-
-
-@functools.lru_cache(maxsize=1)
-def digits() -> Prepared:
-    """scikit-learn's digits split as the prepare stage splits them (uint8 (N, 8, 8, 1), 10 classes).
-
-    Cached and shared: never modify it; build a new Prepared instead.
-    """
-    from sklearn.datasets import load_digits
-
-    bunch = load_digits()
-    images = np.rint(bunch.images * 255.0 / 16.0).astype(np.uint8)[..., None]
-    labels = bunch.target.astype(np.int64)
-    kept, test = stratified_split(labels, 0.15, 0)
-    train_idx, val_idx = stratified_split(labels[kept], 0.15, 1)
-    pool_images, pool_labels = images[kept], labels[kept]
-    return Prepared(
-        images={"train": pool_images[train_idx], "val": pool_images[val_idx], "test": images[test]},
-        labels={"train": pool_labels[train_idx], "val": pool_labels[val_idx], "test": labels[test]},
-        class_names=[str(i) for i in range(10)],
-    )
-
-
-def stats_of(prepared: Prepared) -> dict:
-    """The runtime stats dict (channel statistics, colour PCA, whitening) of a prepared set."""
-    return runtime_stats(*compute_stats(prepared.images["train"]))
-
-
-@functools.lru_cache(maxsize=1)
-def digits_stats() -> dict:
-    return stats_of(digits())
-
-
-def run(prepared: Prepared | None = None, stats: dict | None = None, **overrides) -> TrainResult:
-    prepared = prepared if prepared is not None else digits()
-    stats = stats if stats is not None else (digits_stats() if prepared is digits() else stats_of(prepared))
-    return train(train_config(**overrides), prepared, stats, config_digest="test")
 
 
 def assert_finite_run(result: TrainResult, epochs: int = 1) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import BIN, REPO, tiny_params, write_params
+from conftest import BIN, REPO, mlflow_runs, tiny_params, write_params
 from trickbench import cli, versions
 from trickbench.io import read_json, write_json
 
@@ -334,11 +334,10 @@ def test_snakemake_lock_is_the_lock_dvc_writes(snakemake_first, dvc_first):
 
 @pytest.mark.slow
 def test_lock_tags_each_mlflow_run_with_its_stage_entry(snakemake_first):
-    from trickbench import tracking
 
     lock = lock_of(snakemake_first)
     manifest = read_json(snakemake_first / "results/manifest.json")["mlflow"]["acts"]
-    runs = {r.info.run_id: r for r in tracking.runs_of(f"sqlite:///{snakemake_first / 'mlflow.db'}", "trickbench-acts")}
+    runs = {r.info.run_id: r for r in mlflow_runs(f"sqlite:///{snakemake_first / 'mlflow.db'}", "trickbench-acts")}
     for run_id in manifest["run_ids"].values():
         tags = runs[run_id].data.tags
         assert tags["trickbench.dvc_stage"] == "train@acts"

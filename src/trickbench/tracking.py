@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import random
-import subprocess
 import time
 import warnings
 from pathlib import Path
@@ -350,15 +349,6 @@ def open_run(params: dict[str, Any], experiment: str, run_name: str, tags: dict[
         return Run(uri, experiment, run_name, {**base_tags, **tags}, run_params, run_id)
 
     return BackgroundRun(create) if background and BACKGROUND else create()
-
-
-def runs_of(uri: str, experiment: str) -> list[Any]:
-    """All runs of an experiment (for tests and the report)."""
-    mlflow_client = client(uri)
-    found = mlflow_client.get_experiment_by_name(experiment)
-    if found is None:
-        return []
-    return mlflow_client.search_runs([found.experiment_id], max_results=10000)
 
 
 def tag_run(uri: str, run_id: str, tags: dict[str, str]) -> None:

@@ -1,8 +1,9 @@
 """Seaborn figures; every function takes data and returns a matplotlib Figure (the caller saves it)."""
 from __future__ import annotations
 
+import contextlib
 import math
-from typing import Any
+from typing import Any, Iterator
 
 import matplotlib
 import matplotlib.ticker
@@ -14,6 +15,18 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 sns.set_theme(style="whitegrid", context="notebook")
+
+
+@contextlib.contextmanager
+def fixed_jitter(seed: int = 0) -> Iterator[None]:
+    """seaborn's stripplot jitters dots with numpy's global RNG: seed it for the call, so the same inputs give
+    the same image bytes, and restore it after, so a figure never shifts anyone else's random draws."""
+    state = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        yield
+    finally:
+        np.random.set_state(state)
 
 
 def learning_curve_figure(history: list[dict[str, Any]], title: str) -> plt.Figure:
@@ -45,7 +58,8 @@ def comparison_figure(frame: pd.DataFrame, metric: str, x: str, hue: str | None,
     figure, axis = plt.subplots(figsize=(6.5, 4))
     sns.barplot(frame, x=x, y=metric, hue=hue, ax=axis, errorbar=("sd", 1), alpha=0.8)
     colour = {"palette": "dark:black"} if hue is not None else {"color": "black"}
-    sns.stripplot(frame, x=x, y=metric, hue=hue, ax=axis, dodge=hue is not None, size=3, legend=False, **colour)
+    with fixed_jitter():
+        sns.stripplot(frame, x=x, y=metric, hue=hue, ax=axis, dodge=hue is not None, size=3, legend=False, **colour)
     axis.set_title(title)
     axis.set_ylabel(metric.replace("_", " "))
     axis.tick_params(axis="x", rotation=20)
@@ -273,8 +287,9 @@ def ensemble_gains_figure(rows: pd.DataFrame, title: str = "") -> plt.Figure:
             _empty(axis, "no ensembles")
         else:
             sns.barplot(long, x="kind", y="gain", hue="reference", ax=axis, errorbar=None, alpha=0.8)
-            sns.stripplot(long, x="kind", y="gain", hue="reference", dodge=True, ax=axis, palette="dark:black",
-                          size=4, legend=False)
+            with fixed_jitter():
+                sns.stripplot(long, x="kind", y="gain", hue="reference", dodge=True, ax=axis, palette="dark:black",
+                              size=4, legend=False)
             axis.axhline(0.0, color="0.3", linewidth=0.8)
             axis.legend(fontsize=7, title=None)
         axis.set_ylabel(f"gain in test {metric}")

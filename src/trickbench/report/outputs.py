@@ -1,6 +1,7 @@
 """The files the report stage writes, as a pure function of params: Snakemake and DVC declare exactly these.
 
-Kept apart from stages/report.py so that parsing the Snakefile imports neither pandas nor mlflow.
+The one place that decides which tables and figures a study has (from the axes it varies). Kept apart from
+report/study.py, which makes them, so that parsing the Snakefile imports neither pandas nor mlflow.
 """
 from __future__ import annotations
 
@@ -56,13 +57,18 @@ def has_axes(params: dict[str, Any], study: str) -> set[str]:
     return set(axis_keys(study_points(params, study)))
 
 
-def study_outputs(params: dict[str, Any], layout: Layout, study: str) -> dict[str, Path]:
-    """Every file the report writes for a study (the engines declare exactly these)."""
-    out, fmt = layout.study_results(study), params["report"]["figure_format"]
+def study_tables(params: dict[str, Any], study: str) -> list[str]:
+    """The tables of a study (report/study.py: TABLES makes each): a per-activation table and the
+    paper-layout one where `activation` is an axis."""
     keys = has_axes(params, study)
-    tables = ["summary", *(["activations", "paper_table"] if "activation" in keys else []), "ensembles"]
-    outputs = {f"{name}_{ext}": out / f"{name}.{ext}" for name in tables for ext in TABLE_FORMATS}
-    outputs |= {f"diagnosis_{ext}": out / f"diagnosis.{ext}" for ext in ("md", "csv", "html")}
+    return ["summary", *(["activations", "paper_table"] if "activation" in keys else []), "ensembles"]
+
+
+def study_figures(params: dict[str, Any], study: str) -> list[str]:
+    """The figures of a study (report/study.py: FIGURES makes each), from the axes it varies: learning-rate
+    curves (seed Fig. 1) for `lr`, dead units for `activation`, the activation std at initialisation for
+    `initializer`, and with `activation` too the initializer × activation heatmap."""
+    keys = has_axes(params, study)
     figures = ["learning_curves", "comparison", "accuracy_gap", "batch_loss"]
     if "lr" in keys:
         figures.append("lr_curves")
@@ -73,8 +79,21 @@ def study_outputs(params: dict[str, Any], layout: Layout, study: str) -> dict[st
         if "activation" in keys:
             figures.append("init_activation_heatmap")
     figures.append("ensemble_gains")
-    outputs |= {name: out / f"{name}.{fmt}" for name in figures}
+    return figures
+
+
+def study_outputs(params: dict[str, Any], layout: Layout, study: str) -> dict[str, Path]:
+    """Every file the report writes for a study (the engines declare exactly these)."""
+    out, fmt = layout.study_results(study), params["report"]["figure_format"]
+    outputs = {f"{name}_{ext}": out / f"{name}.{ext}" for name in study_tables(params, study) for ext in TABLE_FORMATS}
+    outputs |= {f"diagnosis_{ext}": out / f"diagnosis.{ext}" for ext in ("md", "csv", "html")}
+    outputs |= {name: out / f"{name}.{fmt}" for name in study_figures(params, study)}
     return outputs
+
+
+def table_paths(outputs: dict[str, Path], name: str) -> dict[str, Path]:
+    """The files of table `name` among `outputs` (study_outputs), by format."""
+    return {ext: outputs[f"{name}_{ext}"] for ext in TABLE_FORMATS}
 
 
 def claims_outputs(params: dict[str, Any], layout: Layout) -> dict[str, Path]:

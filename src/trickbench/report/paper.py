@@ -11,10 +11,6 @@ from dataclasses import dataclass
 
 # our activation names (trickbench list activations) in the paper's row order
 ACTIVATION_ORDER = ("relu", "leaky_relu_a100", "leaky_relu_a5.5", "prelu", "rrelu")
-PAPER_LABELS = {
-    "relu": "ReLU", "leaky_relu_a100": "Leaky ReLU a=100", "leaky_relu_a5.5": "Leaky ReLU a=5.5",
-    "prelu": "PReLU", "rrelu": "RReLU",
-}
 
 
 @dataclass(frozen=True)

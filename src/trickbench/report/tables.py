@@ -30,7 +30,7 @@ def runs_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
     rows = []
     for record in records:
         row = {"study": record["study"], "point_id": record["point_id"], "status": record["status"]}
-        row.update({key: _label(value) for key, value in record["axes"].items()})
+        row.update({key: label(value) for key, value in record["axes"].items()})
         row.update({key: record.get(key, math.nan) for key in METRIC_LABELS})
         row["epochs_run"] = record.get("epochs_run", math.nan)
         row.update({key: (record.get("provenance") or {}).get(key, "") for key in PROVENANCE_KEYS})
@@ -38,7 +38,8 @@ def runs_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _label(value: Any) -> Any:
+def label(value: Any) -> Any:
+    """An axis value as a table cell: a list (regularizers, augmentations) joined by +, empty as none."""
     if isinstance(value, list):
         return "+".join(map(str, value)) if value else "none"
     return value
@@ -226,18 +227,18 @@ def paper_display(table: pd.DataFrame, metrics: list[str], reference: ReferenceT
     shown["n"] = [f"{c}" if c == r else f"{c} of {r}" for c, r in zip(table["completed"], table["runs"])]
     is_base = [a == baseline for a in table["activation"]]
     for column, metric in enumerate(metrics):
-        label = METRIC_LABELS.get(metric, metric)
-        shown[f"{label} (ours)"] = [mean_std_text(m, s) for m, s in zip(table[f"{metric}_mean"], table[f"{metric}_std"])]
+        metric_label = METRIC_LABELS.get(metric, metric)
+        shown[f"{metric_label} (ours)"] = [mean_std_text(m, s) for m, s in zip(table[f"{metric}_mean"], table[f"{metric}_std"])]
         if reference is not None and column < 2:
             shown[f"{reference.columns[column]} (paper)"] = [_paper_number(v) for v in table[f"{metric}_paper"]]
-            shown[f"{label}: ours − paper"] = [_number(v, signed=True) for v in table[f"{metric}_diff_paper"]]
-        shown[f"{label}: Δ vs {baseline}"] = [
+            shown[f"{metric_label}: ours − paper"] = [_number(v, signed=True) for v in table[f"{metric}_diff_paper"]]
+        shown[f"{metric_label}: Δ vs {baseline}"] = [
             "baseline" if base else _number(d, signed=True) for base, d in zip(is_base, table[f"{metric}_diff_baseline"])]
-        shown[f"{label}: p"] = [
+        shown[f"{metric_label}: p"] = [
             "" if base else ("n/a" if math.isnan(p) else _p_text(p) + (f" [{_p_text(q)}]" if correction == "holm" else ""))
             + ("" if base else f" (n={n})")
             for base, p, q, n in zip(is_base, table[f"{metric}_p"], table[f"{metric}_p_adjusted"], table[f"{metric}_pairs"])]
-        shown[f"{label}: sig."] = [
+        shown[f"{metric_label}: sig."] = [
             "" if base else ("n/a" if s is None else ("yes" if s else "no"))
             for base, s in zip(is_base, table[f"{metric}_significant"])]
     return shown
