@@ -87,7 +87,11 @@ def test_report_writes_exactly_the_declared_outputs(crafted):
 
     ensembles = pd.read_csv(results / "acts" / "ensembles.csv")
     assert {"best_single", "top_k", "seeds", "snapshot"} <= set(ensembles["kind"])
-    assert ensembles["best_single_test_error"].nunique() == 1  # all against the same best single model
+    study_wide = ensembles[~ensembles["kind"].isin(["top_k_of_seed", "snapshot_of_run"])]
+    assert study_wide["best_single_test_error"].nunique() == 1  # all against the same best single model
+    # a snapshot row per completed run, each against that run itself
+    per_run = ensembles[ensembles["kind"] == "snapshot_of_run"]
+    assert per_run["label"].is_unique and len(per_run) == headline["acts"]["completed"]
 
 
 def test_the_same_inputs_give_the_same_bytes(crafted):
