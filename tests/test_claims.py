@@ -79,6 +79,26 @@ def test_a_claim_whose_value_the_grid_lacks_is_refused():
         check_claim(Claim("x", "s", "t.", "scaled-cifar10", "activations", "lr", 0.1, 0.01, "test_error", "less"), params)
 
 
+@pytest.mark.parametrize("kind", ["snapshot", "snapshot_of_run"])
+def test_a_snapshot_claim_needs_snapshots(kind):
+    params = load_params(REPO / "configs" / "seed-regularizers.yaml")
+    entry = Claim("x", "s", "t.", "seed-regularizers", "regularizers", ENSEMBLE_AXIS, kind, "best_single", "test_error", "less")
+    check_claim(entry, params)  # the preset keeps 3 snapshots
+    params["train"]["snapshots"] = 1
+    with pytest.raises(ClaimsError, match="train.snapshots < 2"):
+        check_claim(entry, params)
+
+
+@pytest.mark.parametrize("kind", ["seeds", "top_k_of_seed"])
+def test_a_per_seed_ensemble_claim_needs_a_seed_axis(kind):
+    params = load_params(REPO / "configs" / "seed-regularizers.yaml")
+    entry = Claim("x", "s", "t.", "seed-regularizers", "regularizers", ENSEMBLE_AXIS, kind, "best_member", "test_error", "less")
+    check_claim(entry, params)
+    params["studies"]["regularizers"]["axes"].pop("seed")
+    with pytest.raises(ClaimsError, match="no seed axis"):
+        check_claim(entry, params)
+
+
 # ------------------------------------------------------------------------------------------------ synthetic
 
 SEEDS = [0, 1, 2, 3, 4, 5]

@@ -217,9 +217,9 @@ def check_claim(claim: Claim, params: dict[str, Any]) -> None:
     if claim.axis == ENSEMBLE_AXIS:
         if claim.control not in ENSEMBLE_REFERENCES:
             raise ClaimsError(f"{where}: ensemble control must be one of {', '.join(ENSEMBLE_REFERENCES)}")
-        if claim.treatment == "seeds" and "seed" not in keys:
-            raise ClaimsError(f"{where}: study {claim.study!r} has no seed axis for a seeds ensemble")
-        if claim.treatment == "snapshot" and params["train"]["snapshots"] < 2:
+        if claim.treatment in ("seeds", "top_k_of_seed") and "seed" not in keys:
+            raise ClaimsError(f"{where}: study {claim.study!r} has no seed axis for a {claim.treatment} ensemble")
+        if claim.treatment in ("snapshot", "snapshot_of_run") and params["train"]["snapshots"] < 2:
             raise ClaimsError(f"{where}: train.snapshots < 2, no snapshot ensemble")
         return
     if claim.axis not in keys:
