@@ -500,7 +500,7 @@ class Trainer:
 def build(config: dict[str, Any], prepared: Prepared, stats: dict[str, Any]) -> Trainer:
     """Everything the point trains with, on its device, seeded. It is also the configuration's check: a
     model, optimizer, schedule, pre-processing or fine-tuning that cannot work on this data raises
-    ValueError (a bad `finetune_from` DataError) here, before a single step."""
+    ParamsError (a bad `finetune_from` DataError) here, before a single step."""
     source = finetune_source(config["finetune_from"]) if config["finetune_from"] else None  # a bad path: first
     device = resolve_device(config["device"])
     amp = config["amp"] and device.type == "cuda"
