@@ -65,7 +65,7 @@ def test_dvc_yaml_declares_the_layouts_paths(tmp_path, params_file):
     repo = dvc_project(tmp_path / "dvc", params_file)
     try:
         declared = {stage.name: ([dep.def_path for dep in stage.deps if not isinstance(dep, ParamsDependency)],
-                                       [out.def_path for out in stage.outs])
+                                 [out.def_path for out in stage.outs])
                     for stage in repo.index.stages}
         project = load_file(repo, os.path.join(repo.root_dir, "dvc.yaml"))  # a relative path is the cwd's
         metrics, plots = project.metrics, project.plots
