@@ -16,5 +16,5 @@ rule all:
     input:
         all_outputs(),
         # not committed (results/ is): without it a fresh clone would find every target present
-        str(LAYOUT.report_record),
+        LAYOUT.report_record,
     default_target: True

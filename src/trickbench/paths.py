@@ -1,11 +1,55 @@
-"""Where every stage reads and writes: the one layout both engines and the CLI use."""
+"""Where every stage reads and writes: the one layout the Snakemake rules, the CLI and the stages use.
+
+dvc.yaml cannot import it and spells the same paths with ${paths.*}: tests/test_layout.py checks that
+DVC resolves every stage's paths to what Layout gives, and that Snakemake plans the files Layout names."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-RUN_OUTPUTS = ("metrics.json", "history.csv", "batch_loss.csv", "predictions.npz", "model.pt", "diagnostics.json")
+
+@dataclass(frozen=True)
+class RunFiles:
+    """The files of one training run (one grid point of one study), all in its own folder."""
+
+    folder: Path
+
+    @property
+    def metrics(self) -> Path:
+        """Written last: its presence marks a complete, logged run."""
+        return self.folder / "metrics.json"
+
+    @property
+    def history(self) -> Path:
+        return self.folder / "history.csv"
+
+    @property
+    def batch_loss(self) -> Path:
+        return self.folder / "batch_loss.csv"
+
+    @property
+    def predictions(self) -> Path:
+        return self.folder / "predictions.npz"
+
+    @property
+    def model(self) -> Path:
+        return self.folder / "model.pt"
+
+    @property
+    def diagnostics(self) -> Path:
+        return self.folder / "diagnostics.json"
+
+    @property
+    def checkpoint(self) -> Path:
+        """Only while the run trains: deleted once it completes, so never an output."""
+        return self.folder / "checkpoint.pt"
+
+    @property
+    def outputs(self) -> dict[str, Path]:
+        """Every file a finished run leaves, by name: the train rule's (named) outputs."""
+        return {"metrics": self.metrics, "history": self.history, "batch_loss": self.batch_loss,
+                "predictions": self.predictions, "model": self.model, "diagnostics": self.diagnostics}
 
 
 @dataclass(frozen=True)
@@ -52,22 +96,30 @@ class Layout:
     def tracking_record(self) -> Path:
         return self.artifacts / "tracking.json"
 
-    # train
-    def run_dir(self, study: str, point_id: str) -> Path:
-        return self.artifacts / "runs" / study / point_id
+    # train: DVC's train stage of a study outputs its whole folder, Snakemake's train job the files of one run
+    @property
+    def runs_dir(self) -> Path:
+        return self.artifacts / "runs"
 
     def study_runs(self, study: str) -> Path:
-        return self.artifacts / "runs" / study
+        return self.runs_dir / study
 
-    def run_outputs(self, study: str, point_id: str) -> list[Path]:
-        return [self.run_dir(study, point_id) / name for name in RUN_OUTPUTS]
+    def run_dir(self, study: str, point_id: str) -> Path:
+        return self.study_runs(study) / point_id
+
+    def run_files(self, study: str, point_id: str) -> RunFiles:
+        return RunFiles(self.run_dir(study, point_id))
 
     def checkpoint(self, study: str, point_id: str) -> Path:
-        return self.run_dir(study, point_id) / "checkpoint.pt"
+        return self.run_files(study, point_id).checkpoint
 
     # ensemble, report
+    @property
+    def ensembles_dir(self) -> Path:
+        return self.artifacts / "ensembles"
+
     def ensemble_json(self, study: str) -> Path:
-        return self.artifacts / "ensembles" / f"{study}.json"
+        return self.ensembles_dir / f"{study}.json"
 
     def study_results(self, study: str) -> Path:
         return self.results / study
@@ -81,3 +133,10 @@ class Layout:
     @property
     def runs_table(self) -> Path:
         return self.results / "runs.csv"
+
+    # Snakemake's job logs (DVC prints to the terminal)
+    def log(self, *names: str) -> Path:
+        """logs/<rule>.log, or logs/<rule>/<study>/<point>.log for a job per study or point; a name is kept
+        whole (a point id may hold dots)."""
+        *folders, name = names
+        return self.artifacts.joinpath("logs", *folders, f"{name}.log")

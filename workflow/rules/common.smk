@@ -18,10 +18,9 @@ except ParamsError as error:
     # one line and exit 2, as the CLI (sys.exit("...") would make Snakemake exit 1)
     print(f"trickbench: error: {error}", file=sys.stderr)
     sys.exit(2)
+# every path a rule names comes from LAYOUT, the layout the CLI writes (no file name is spelled in a rule);
+# a wildcard passes through as itself: LAYOUT.ensemble_json("{study}") is artifacts/ensembles/{study}.json
 LAYOUT = Layout.from_params(PARAMS)
-ART = str(LAYOUT.artifacts)
-RES = str(LAYOUT.results)
-LOGS = f"{ART}/logs"
 # every job validates the same file with the same overrides, so it sees exactly PARAMS; quoted for the shell
 TB = f"trickbench --params {shlex.quote(PARAMS_FILE)}" + \
     (f" --overrides {shlex.quote(json.dumps(OVERRIDES, sort_keys=True))}" if OVERRIDES else "")
@@ -47,21 +46,18 @@ def finetune_from(wildcards):
     return [point.config["finetune_from"]] if point.config["finetune_from"] else []
 
 
-def run_file(name):
-    return f"{ART}/runs/{{study}}/{{point}}/{name}"
-
-
 def study_run_files(name):
-    return lambda wildcards: [f"{ART}/runs/{wildcards.study}/{p.point_id}/{name}"
+    """One output of every run (a name of RunFiles.outputs: "metrics", ...) of the study a job's wildcards name."""
+    return lambda wildcards: [LAYOUT.run_files(wildcards.study, p.point_id).outputs[name]
                               for p in STUDY_POINTS[wildcards.study]]
 
 
 def all_run_files(name):
-    return [f"{ART}/runs/{p.study}/{p.point_id}/{name}" for p in GRID]
+    return [LAYOUT.run_files(p.study, p.point_id).outputs[name] for p in GRID]
 
 
 def all_outputs():
-    return [str(path) for path in report_outputs(PARAMS, LAYOUT)]
+    return report_outputs(PARAMS, LAYOUT)
 
 
 wildcard_constraints:

@@ -1,10 +1,10 @@
 rule tracking:
     output:
-        f"{ART}/tracking.json",
+        LAYOUT.tracking_record,
     params:
         section=section("tracking"),
     log:
-        f"{LOGS}/tracking.log",
+        LAYOUT.log("tracking"),
     localrule: True
     shell:
         "{TB} tracking > {log} 2>&1"
@@ -12,11 +12,11 @@ rule tracking:
 
 rule download:
     output:
-        f"{ART}/raw/download.json",
+        LAYOUT.download_record,
     params:
         section=section("data"),
     log:
-        f"{LOGS}/download.log",
+        LAYOUT.log("download"),
     localrule: True
     shell:
         "{TB} download > {log} 2>&1"
@@ -24,31 +24,31 @@ rule download:
 
 rule prepare:
     input:
-        f"{ART}/raw/download.json",
+        LAYOUT.download_record,
         # ancient: the store must exist before jobs fan out, but a bookkeeping edit (tracking.*) that
         # rewrites the record reruns no compute
-        ancient(f"{ART}/tracking.json"),
+        ancient(LAYOUT.tracking_record),
     output:
-        f"{ART}/data/prepared.npz",
-        f"{ART}/data/manifest.json",
+        LAYOUT.prepared,
+        LAYOUT.manifest,
     params:
         section=section("data"),
     log:
-        f"{LOGS}/prepare.log",
+        LAYOUT.log("prepare"),
     shell:
         "{TB} prepare --no-progress > {log} 2>&1"
 
 
 rule stats:
     input:
-        f"{ART}/data/prepared.npz",
-        f"{ART}/data/manifest.json",
+        LAYOUT.prepared,
+        LAYOUT.manifest,
     output:
-        f"{ART}/data/stats.json",
-        f"{ART}/data/stats.npz",
+        LAYOUT.stats_json,
+        LAYOUT.stats_arrays,
     params:
         section=section("stats"),
     log:
-        f"{LOGS}/stats.log",
+        LAYOUT.log("stats"),
     shell:
         "{TB} stats > {log} 2>&1"

@@ -23,21 +23,21 @@ def marked_report_outputs():
 
 rule report:
     input:
-        all_run_files("metrics.json"),
-        all_run_files("history.csv"),
-        all_run_files("batch_loss.csv"),
-        all_run_files("diagnostics.json"),
-        [f"{ART}/ensembles/{study}.json" for study in PARAMS["studies"]],
-        f"{ART}/data/manifest.json",
-        f"{ART}/data/stats.json",
-        f"{ART}/data/stats.npz",
+        all_run_files("metrics"),
+        all_run_files("history"),
+        all_run_files("batch_loss"),
+        all_run_files("diagnostics"),
+        [LAYOUT.ensemble_json(study) for study in PARAMS["studies"]],
+        LAYOUT.manifest,
+        LAYOUT.stats_json,
+        LAYOUT.stats_arrays,
     output:
         marked_report_outputs(),
-        str(LAYOUT.report_record),
+        LAYOUT.report_record,
     params:
         section=section("report"),
     log:
-        f"{LOGS}/report.log",
+        LAYOUT.log("report"),
     localrule: True
     shell:
         "{TB} report > {log} 2>&1"

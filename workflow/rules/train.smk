@@ -1,18 +1,14 @@
 rule train:
     input:
-        f"{ART}/data/prepared.npz",
-        f"{ART}/data/manifest.json",
-        f"{ART}/data/stats.json",
-        f"{ART}/data/stats.npz",
-        ancient(f"{ART}/tracking.json"),  # see rule prepare: tracking.* edits rerun no train job
+        LAYOUT.prepared,
+        LAYOUT.manifest,
+        LAYOUT.stats_json,
+        LAYOUT.stats_arrays,
+        ancient(LAYOUT.tracking_record),  # see rule prepare: tracking.* edits rerun no train job
         finetune_from,
     output:
-        metrics=run_file("metrics.json"),
-        history=run_file("history.csv"),
-        batch_loss=run_file("batch_loss.csv"),
-        predictions=run_file("predictions.npz"),
-        model=run_file("model.pt"),
-        diagnostics=run_file("diagnostics.json"),
+        # named: metrics, history, batch_loss, predictions, model, diagnostics
+        **LAYOUT.run_files("{study}", "{point}").outputs,
     params:
         config=point_config,
     threads: PARAMS["resources"]["threads"]
@@ -21,21 +17,21 @@ rule train:
         # device a job uses is chosen by `trickbench train` (trickbench.slots); on SLURM it becomes --gpus
         gpu=1,
     log:
-        f"{LOGS}/train/{{study}}/{{point}}.log",
+        LAYOUT.log("train", "{study}", "{point}"),
     shell:
         "{TB} train --study {wildcards.study} --point {wildcards.point} > {log} 2>&1"
 
 
 rule ensemble:
     input:
-        study_run_files("metrics.json"),
-        study_run_files("predictions.npz"),
+        study_run_files("metrics"),
+        study_run_files("predictions"),
     output:
-        f"{ART}/ensembles/{{study}}.json",
+        LAYOUT.ensemble_json("{study}"),
     params:
         section=section("ensemble"),
     log:
-        f"{LOGS}/ensemble/{{study}}.log",
+        LAYOUT.log("ensemble", "{study}"),
     localrule: True
     shell:
         "{TB} ensemble --study {wildcards.study} > {log} 2>&1"

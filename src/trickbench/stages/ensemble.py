@@ -37,11 +37,11 @@ def load_completed(layout: Layout, params: dict[str, Any], study: str) -> list[d
     """Finished, non-diverged runs of the study's current grid, each with its predictions."""
     runs = []
     for point in study_points(params, study):
-        run_dir = layout.run_dir(study, point.point_id)
-        record = read_json(run_dir / "metrics.json")
+        files = layout.run_files(study, point.point_id)
+        record = read_json(files.metrics)
         if record["status"] != "completed":
             continue
-        with np.load(run_dir / "predictions.npz") as predictions:
+        with np.load(files.predictions) as predictions:
             record["predictions"] = {key: predictions[key] for key in predictions.files}
         runs.append(record)
     return runs

@@ -30,19 +30,19 @@ from trickbench.report.tables import label
 def collect(params: dict[str, Any], layout: Layout, study: str) -> StudyData:
     records, curves, batches, init_rows, dead_rows = [], [], {}, [], []
     for point in study_points(params, study):
-        run_dir = layout.run_dir(study, point.point_id)
-        records.append(read_json(run_dir / "metrics.json"))
+        files = layout.run_files(study, point.point_id)
+        records.append(read_json(files.metrics))
         labels = {key: label(value) for key, value in point.axes.items()}
-        history = pd.read_csv(run_dir / "history.csv").rename(columns={"lr": "epoch_lr"})
+        history = pd.read_csv(files.history).rename(columns={"lr": "epoch_lr"})
         if len(history) and records[-1]["status"] == "completed":
             records[-1].setdefault("train_loss_running", float(history["train_loss"].iloc[-1]))
             records[-1].setdefault("train_error_running", float(history["train_error"].iloc[-1]))
         history = history.assign(study=study, point_id=point.point_id, **labels)
         curves.append(history)
-        batch_path = run_dir / "batch_loss.csv"
+        batch_path = files.batch_loss
         batches[point.point_id] = pd.read_csv(batch_path) if batch_path.exists() else pd.DataFrame(
             columns=["epoch", "batch", "loss"])
-        diagnostics_path = run_dir / "diagnostics.json"
+        diagnostics_path = files.diagnostics
         diagnostics = read_json(diagnostics_path) if diagnostics_path.exists() else {}
         for index, entry in enumerate(diagnostics.get("init_activation_stats", [])):
             init_rows.append({"point_id": point.point_id, "layer": entry["layer"], "layer_index": index,

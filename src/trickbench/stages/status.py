@@ -82,16 +82,16 @@ def point_status(layout: Layout, point: GridPoint, expected_digests: set[str] | 
     """Where one point stands. `expected_digests`: its run digests with the prepared data, one per device type
     (the job may run on another machine than this command); None when the data are not prepared yet: then
     nothing on disk can be checked against the configuration and it is pending."""
-    run_dir = layout.run_dir(point.study, point.point_id)
+    files = layout.run_files(point.study, point.point_id)
     epochs = int(point.config["epochs"])
-    metrics = _metrics(run_dir / "metrics.json")
+    metrics = _metrics(files.metrics)
     if metrics is not None and expected_digests is not None and metrics.get("run_digest") in expected_digests:
         ran = int(metrics.get("epochs_run", epochs))
-        seconds = sum(history_seconds(run_dir / "history.csv"))
+        seconds = sum(history_seconds(files.history))
         if metrics.get("status") == "diverged":
             return PointStatus(point, "failed", ran, epochs, seconds, f"diverged in epoch {ran}")
         return PointStatus(point, "done", ran, epochs, seconds)
-    record = read_progress(run_dir)
+    record = read_progress(files.folder)
     if record is None or expected_digests is None or record.get("run_digest") not in expected_digests:
         return PointStatus(point, "pending", 0, epochs, 0.0)
     epoch, seconds = int(record.get("epoch", 0)), float(record.get("seconds", 0.0))
@@ -112,7 +112,7 @@ def point_status(layout: Layout, point: GridPoint, expected_digests: set[str] | 
 def _rate(points: list[PointStatus], layout: Layout) -> tuple[float | None, str]:
     """Seconds per epoch: of the finished runs if any, else of the jobs that trained some epochs."""
     finished = [s for p in points if p.state == "done"
-                for s in history_seconds(layout.run_dir(p.point.study, p.point.point_id) / "history.csv")]
+                for s in history_seconds(layout.run_files(p.point.study, p.point.point_id).history)]
     if finished:
         return sum(finished) / len(finished), "finished runs"
     started = [p for p in points if p.state in ("running", "failed") and p.epoch > 0]

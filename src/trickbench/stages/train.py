@@ -11,7 +11,7 @@ from trickbench import provenance, tracking
 from trickbench.errors import BadInput, MissingInputError, ParamsError
 from trickbench.grid import GridPoint, find_point, study_points
 from trickbench.io import atomic_path, digest_json, read_json, write_json
-from trickbench.paths import Layout
+from trickbench.paths import Layout, RunFiles
 from trickbench.progress import TrainProgress
 
 if TYPE_CHECKING:  # the loop imports torch: only once a point trains
@@ -85,7 +85,8 @@ def train_point(params: dict[str, Any], layout: Layout, study: str, point_id: st
     device_type = trainer.device.type
     digests = {device: run_digest(point, manifest["digest"], device) for device in DEVICE_TYPES}
     digest = digests[device_type]
-    run_dir = layout.run_dir(study, point_id)
+    files = layout.run_files(study, point_id)
+    run_dir = files.folder
     run_dir.mkdir(parents=True, exist_ok=True)
     for stale in run_dir.glob(".*.tmp"):  # left by a job killed inside an atomic write (one job per point)
         stale.unlink(missing_ok=True)
@@ -122,7 +123,7 @@ def train_point(params: dict[str, Any], layout: Layout, study: str, point_id: st
                                          "rerun to resume and log what MLflow missed") from error
         raise
 
-    write_run_outputs(run_dir, result)
+    write_run_outputs(files, result)
     metrics = {
         "study": study, "point_id": point_id, "axes": point.axes, "config": point.config,
         "status": result.status.value, "run_digest": digest, "data_digest": manifest["digest"],
@@ -130,7 +131,7 @@ def train_point(params: dict[str, Any], layout: Layout, study: str, point_id: st
         **result.metrics, "provenance": machine,
     }
     try:
-        log_finished_run(run, result, metrics, run_dir, title=f"{study}: {point_id}")
+        log_finished_run(run, result, metrics, files, title=f"{study}: {point_id}")
     except BaseException as error:
         record_end(progress, error)
         if tracking.is_store_failure(error):
@@ -138,30 +139,30 @@ def train_point(params: dict[str, Any], layout: Layout, study: str, point_id: st
                                          f"answering ({type(error).__name__}); the checkpoint {checkpoint_path} is "
                                          "kept: rerun to log the run without training again") from error
         raise
-    write_json(run_dir / "metrics.json", metrics)  # last: its presence marks a complete, logged run
+    write_json(files.metrics, metrics)  # last: its presence marks a complete, logged run
     progress.finished(result.status.value)
     # the run is complete: a later rerun (forced, or code changed) must train afresh, not finish the old run
     checkpoint_path.unlink(missing_ok=True)
     return metrics
 
 
-def write_run_outputs(run_dir: Path, result: TrainResult) -> None:
+def write_run_outputs(files: RunFiles, result: TrainResult) -> None:
     """The trained run's curves, per-batch losses, predictions, weights and diagnostics (metrics.json comes
     last, once the run is logged)."""
     import torch
 
-    write_csv(run_dir / "history.csv", result.history,
+    write_csv(files.history, result.history,
               ["epoch", "train_loss", "train_error", "val_loss", "val_error", "lr", "seconds"])
-    write_csv(run_dir / "batch_loss.csv", result.batch_losses, ["epoch", "batch", "loss"])
-    with atomic_path(run_dir / "predictions.npz") as tmp:
+    write_csv(files.batch_loss, result.batch_losses, ["epoch", "batch", "loss"])
+    with atomic_path(files.predictions) as tmp:
         with open(tmp, "wb") as handle:
             np.savez(handle, **result.predictions)
-    with atomic_path(run_dir / "model.pt") as tmp:
+    with atomic_path(files.model) as tmp:
         # to a file object: saved to a path, torch names the archive's folder after the (random) temporary
         # name, so the same weights gave other bytes each time (and another md5 in dvc.lock)
         with open(tmp, "wb") as handle:
             torch.save(result.model_state, handle)
-    write_json(run_dir / "diagnostics.json", result.diagnostics)
+    write_json(files.diagnostics, result.diagnostics)
 
 
 def record_end(progress: TrainProgress, error: BaseException) -> None:
@@ -173,7 +174,7 @@ def record_end(progress: TrainProgress, error: BaseException) -> None:
         progress.failed(error)
 
 
-def log_finished_run(run: Any, result: Any, metrics: dict[str, Any], run_dir: Path, title: str) -> None:
+def log_finished_run(run: Any, result: Any, metrics: dict[str, Any], files: RunFiles, title: str) -> None:
     """Everything MLflow gets once a run is trained; metrics.json is logged from a copy, as the real file is
     written only after the run is logged and ended."""
     import tempfile
@@ -186,11 +187,12 @@ def log_finished_run(run: Any, result: Any, metrics: dict[str, Any], run_dir: Pa
 
     figure = learning_curve_figure(result.history, title=title)
     run.log_figure(figure, "learning_curves.png")
-    for name in ("history.csv", "batch_loss.csv", "diagnostics.json"):
-        run.log_artifact(run_dir / name)
-    with tempfile.TemporaryDirectory(prefix=".metrics-", dir=run_dir) as folder:
-        write_json(Path(folder) / "metrics.json", metrics)
-        run.log_artifact(Path(folder) / "metrics.json")
+    for path in (files.history, files.batch_loss, files.diagnostics):
+        run.log_artifact(path)
+    with tempfile.TemporaryDirectory(prefix=".metrics-", dir=files.folder) as folder:
+        logged = Path(folder) / files.metrics.name  # MLflow names the artifact after the file
+        write_json(logged, metrics)
+        run.log_artifact(logged)
         run.end("FINISHED" if result.status is Status.COMPLETED else "FAILED")
 
 
@@ -213,7 +215,7 @@ def train_study(params: dict[str, Any], layout: Layout, study: str) -> list[dict
     manifest = read_json(layout.manifest)
     results = []
     for point in study_points(params, study):
-        metrics_path = layout.run_dir(study, point.point_id) / "metrics.json"
+        metrics_path = layout.run_files(study, point.point_id).metrics
         if metrics_path.exists():
             try:
                 done = read_json(metrics_path)
