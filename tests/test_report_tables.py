@@ -90,15 +90,28 @@ def test_display_has_paper_columns_p_values_and_marks(frame):
     assert row["test error: sig."] == "yes" and "(n=3)" in row["test error: p"] and "[" in row["test error: p"]
     assert shown.set_index("activation").loc["leaky_relu_a100", "test error: p"].startswith("n/a")
     assert shown.set_index("activation").loc["relu", "test error (paper)"] == "0.1245"
+    # without a correction the raw p is the tested one: nothing in brackets, the same p
+    raw = paper_display(paper_table(frame, ["train_error", "test_error"], None, correction="none"),
+                        ["train_error", "test_error"], None, correction="none").set_index("activation")
+    assert raw.loc["prelu", "test error: p"] == row["test error: p"].split(" [")[0] + " (n=3)"
 
 
 def test_without_reference_and_with_loss_metrics(frame):
     table = paper_table(frame, ["train_loss", "test_loss"], None)
     shown = paper_display(table, ["train_loss", "test_loss"], None)
     assert not any("paper" in column for column in shown.columns)
-    assert PAPER_TABLES["ndsb"].value("rrelu", 1) == 0.7292
-    with pytest.raises(LookupError, match="report.paper_table.reference"):
+    assert reference("ndsb").value("rrelu", 1) == 0.7292 and reference(None) is None
+    with pytest.raises(LookupError, match="unknown paper_table 'imagenet'; valid names: cifar10, cifar100, ndsb"):
         reference("imagenet")
+
+
+def test_the_schema_takes_reference_tables_corrections_and_baselines_from_their_registries():
+    from trickbench.params import schema_with_registries
+
+    paper = schema_with_registries()["properties"]["report"]["properties"]["paper_table"]["properties"]
+    assert paper["reference"]["enum"] == [*PAPER_TABLES.names(), None]
+    assert paper["correction"]["enum"] == ["holm", "none"]
+    assert "prelu" in paper["baseline"]["enum"] and None not in paper["baseline"]["enum"]
 
 
 def test_activations_outside_the_paper_have_no_paper_value():

@@ -28,6 +28,8 @@ REGISTRY_LOCATIONS: dict[str, tuple[str, str]] = {
     "schedule": ("trickbench.train.optim", "SCHEDULES"),
     "class_balance": ("trickbench.train.balance", "CLASS_BALANCES"),
     "finetune_mode": ("trickbench.nn.models", "FINETUNE_MODES"),
+    "paper_table": ("trickbench.report.paper", "PAPER_TABLES"),
+    "correction": ("trickbench.report.tables", "CORRECTIONS"),
 }
 
 # `trickbench list <kind>` accepts the plural too

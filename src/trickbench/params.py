@@ -57,8 +57,8 @@ def schema_with_registries() -> dict[str, Any]:
     def inject(node: Any) -> None:
         if isinstance(node, dict):
             kind = node.get("x-registry")
-            if kind is not None:
-                node["enum"] = names[kind]
+            if kind is not None:  # a nullable name ([string, "null"]) may also be null
+                node["enum"] = names[kind] + ([None] if "null" in node.get("type", ()) else [])
             for value in node.values():
                 inject(value)
         elif isinstance(node, list):

@@ -13,7 +13,7 @@ from typing import Any, Callable
 import pandas as pd
 
 from trickbench.grid import GridPoint, axis_keys, study_points
-from trickbench.report.tables import label, runs_frame
+from trickbench.report.tables import CORRECTIONS, label, runs_frame
 
 
 @dataclass
@@ -104,11 +104,11 @@ def paper_caption(params: dict[str, Any], study: str, reference: Any, metrics: l
         parts[-1] += (f"; beside them {reference.title} (single runs) and ours − paper, the paper's "
                       f"{reference.columns[0]} set against our {metrics[0].replace('_', ' ')} and its "
                       f"{reference.columns[1]} against our {metrics[1].replace('_', ' ') if len(metrics) > 1 else '—'}")
-    correction = settings["correction"]
+    adjusted = CORRECTIONS.entry(settings["correction"]).extra["adjusted"]
     parts[-1] += "."
     parts.append(f"Δ vs {settings['baseline']}: mean paired difference over runs with the same seed (and the same "
                  f"value of every other axis); p: two-sided paired t-test (scipy.stats.ttest_rel)"
-                 + (", in brackets Holm-adjusted over the activations compared" if correction == "holm" else "")
+                 + (f", in brackets {adjusted} over the activations compared" if adjusted else "")
                  + f"; sig.: adjusted p < {settings['alpha']:g}; n/a: fewer than 2 pairs or no variance.")
     return " ".join(parts)
 

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from trickbench.provenance import KEYS as PROVENANCE_KEYS
+from trickbench.registry import Registry
 from trickbench.report.paper import ACTIVATION_ORDER, ReferenceTable
 
 METRIC_LABELS = {
@@ -152,6 +153,13 @@ def paired_difference(frame: pd.DataFrame, metric: str, activation: str, baselin
     return len(diffs), mean, float(result.pvalue)
 
 
+# report.paper_table.correction: fn(p-values) -> adjusted p-values; `adjusted` names the correction in the
+# caption and the table (None: the raw p is the one tested, nothing to show in brackets)
+CORRECTIONS = Registry("correction", extras=("adjusted",))
+
+
+@CORRECTIONS.register("holm", "Holm-Bonferroni step-down over the activations compared with the baseline",
+                      adjusted="Holm-adjusted")
 def holm(pvalues: list[float]) -> list[float]:
     """Holm-Bonferroni adjusted p-values (NaN stays NaN and is not counted)."""
     finite = sorted((p, i) for i, p in enumerate(pvalues) if not math.isnan(p))
@@ -161,6 +169,11 @@ def holm(pvalues: list[float]) -> list[float]:
         running = max(running, min(1.0, (m - rank) * p))
         adjusted[index] = running
     return adjusted
+
+
+@CORRECTIONS.register("none", "no correction: each p is tested at alpha on its own", adjusted=None)
+def no_correction(pvalues: list[float]) -> list[float]:
+    return list(pvalues)
 
 
 def paper_table(frame: pd.DataFrame, metrics: list[str], reference: ReferenceTable | None = None,
@@ -194,7 +207,7 @@ def paper_table(frame: pd.DataFrame, metrics: list[str], reference: ReferenceTab
     table = pd.DataFrame(rows)
     for metric in metrics:
         raw = list(table[f"{metric}_p"]) if len(table) else []
-        adjusted = holm(raw) if correction == "holm" else raw
+        adjusted = CORRECTIONS.get(correction)(raw)
         table[f"{metric}_p_adjusted"] = adjusted
         table[f"{metric}_significant"] = [None if math.isnan(p) else bool(p < alpha) for p in adjusted]
     return table
@@ -223,6 +236,7 @@ def paper_display(table: pd.DataFrame, metrics: list[str], reference: ReferenceT
                   baseline: str = "relu", correction: str = "holm") -> pd.DataFrame:
     """The paper table as text cells, per metric: ours (mean ± std), the paper's value, ours − paper,
     Δ vs the baseline, the paired-t p-value ("p [Holm-adjusted p] (n pairs)") and a significance mark."""
+    shows_adjusted = CORRECTIONS.entry(correction).extra["adjusted"] is not None
     shown = pd.DataFrame({"activation": table["activation"]})
     shown["n"] = [f"{c}" if c == r else f"{c} of {r}" for c, r in zip(table["completed"], table["runs"])]
     is_base = [a == baseline for a in table["activation"]]
@@ -235,7 +249,7 @@ def paper_display(table: pd.DataFrame, metrics: list[str], reference: ReferenceT
         shown[f"{metric_label}: Δ vs {baseline}"] = [
             "baseline" if base else _number(d, signed=True) for base, d in zip(is_base, table[f"{metric}_diff_baseline"])]
         shown[f"{metric_label}: p"] = [
-            "" if base else ("n/a" if math.isnan(p) else _p_text(p) + (f" [{_p_text(q)}]" if correction == "holm" else ""))
+            "" if base else ("n/a" if math.isnan(p) else _p_text(p) + (f" [{_p_text(q)}]" if shows_adjusted else ""))
             + ("" if base else f" (n={n})")
             for base, p, q, n in zip(is_base, table[f"{metric}_p"], table[f"{metric}_p_adjusted"], table[f"{metric}_pairs"])]
         shown[f"{metric_label}: sig."] = [
