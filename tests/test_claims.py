@@ -278,7 +278,7 @@ def _fill_every_preset(root):
             labels = {k: format_value(v) for k, v in point.axes.items()}
             runs.append({"study": point.study, "point_id": point.point_id, "status": "completed", **labels,
                          **{m: rng.uniform(0.1, 0.9) for m in ["train_error", "val_error", "test_error", "train_loss",
-                                                               "val_loss", "test_loss", "train_loss_running"]},
+                                                               "val_loss", "test_loss", "train_loss_running", "test_mean_recall"]},
                          "epochs_run": 5.0})
             for epoch in range(1, 6):
                 curves.append({"study": point.study, "point_id": point.point_id, "epoch": epoch,

@@ -154,7 +154,8 @@ def test_snakemake_ensemble_and_report_jobs_write_the_layouts_files(snakemake_pl
     [report] = jobs_of(snakemake_plan, "report")
     assert sorted(report["output"]) == sorted(strings([*report_outputs(params, layout), layout.report_record]))
     assert sorted(report["input"]) == sorted(strings(
-        [path for files in run_files for path in (files.metrics, files.history, files.batch_loss, files.diagnostics)] +
+        [path for files in run_files for path in (files.metrics, files.history, files.batch_loss, files.diagnostics,
+                                                              files.predictions)] +
         [layout.ensemble_json(study) for study in params["studies"]] +
         [layout.manifest, layout.stats_json, layout.stats_arrays]))
     assert report["log"] == [str(layout.log("report"))]

@@ -16,6 +16,7 @@ from trickbench.paths import Layout
 from trickbench.report import figures
 from trickbench.report.outputs import REPORT_ITEMS, report_entries, report_outputs, study_figures, study_outputs, study_tables
 from trickbench.report.study import FIGURES, TABLES, Study
+from trickbench.metrics import mean_class_recall
 from trickbench.stages.report import collect, report
 
 
@@ -72,6 +73,14 @@ def test_report_writes_exactly_the_declared_outputs(crafted):
     numeric = pd.read_csv(results / "acts" / "paper_table.csv")
     assert list(numeric["activation"]) == ["relu", "prelu", "rrelu"]
     assert numeric.loc[1, "test_error_pairs"] == 6  # paired on seed and initializer
+
+    # the runs table's mean per-class recall is the run's own test predictions'
+    runs = pd.read_csv(results / "runs.csv").set_index("point_id")
+    for point_id, row in runs[runs["study"] == "acts"].iterrows():
+        with np.load(layout.run_files("acts", point_id).predictions) as arrays:
+            expected = mean_class_recall(arrays["test_probs"], arrays["test_labels"])
+        assert row["test_mean_recall"] == pytest.approx(expected, abs=1e-12)
+    assert runs.loc[runs["status"] == "diverged", "test_mean_recall"].isna().all()
 
     diagnosis = pd.read_csv(results / "lrs" / "diagnosis.csv")
     assert set(diagnosis.loc[diagnosis["status"] == "diverged", "verdict"]) == {"diverged"}

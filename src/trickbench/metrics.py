@@ -17,6 +17,15 @@ def log_loss(probs: np.ndarray, labels: np.ndarray) -> float:
     return float(-np.mean(np.log(clipped[np.arange(len(labels)), labels])))
 
 
+def mean_class_recall(probs: np.ndarray, labels: np.ndarray) -> float:
+    """The mean over the classes present in `labels` of the fraction of their images predicted as their
+    class (balanced accuracy): every class weighs the same, however rare, unlike the error rate."""
+    if len(labels) == 0:
+        return math.nan
+    hit = probs.argmax(axis=1) == labels
+    return float(np.mean([hit[labels == c].mean() for c in np.unique(labels)]))
+
+
 def error_rate(probs: np.ndarray, labels: np.ndarray) -> float:
     if len(labels) == 0:
         return math.nan

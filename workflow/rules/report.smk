@@ -27,6 +27,7 @@ rule report:
         all_run_files("history"),
         all_run_files("batch_loss"),
         all_run_files("diagnostics"),
+        all_run_files("predictions"),
         [LAYOUT.ensemble_json(study) for study in PARAMS["studies"]],
         LAYOUT.manifest,
         LAYOUT.stats_json,

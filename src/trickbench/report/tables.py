@@ -23,6 +23,8 @@ METRIC_LABELS = {
     "train_loss": "train loss", "val_loss": "val loss", "test_loss": "test loss",
     # the last epoch's running values (training mode: dropout, augmentation, RReLU noise on), from history.csv
     "train_error_running": "train error (running)", "train_loss_running": "train loss (running)",
+    # from the run's test predictions (predictions.npz): the minority classes weigh as much as the others
+    "test_mean_recall": "test mean per-class recall",
 }
 
 

@@ -7,15 +7,17 @@ is a pure function of params, decided in report/outputs.py alone (Snakemake and 
 """
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from trickbench import provenance, tracking, versions
-from trickbench.errors import MissingInputError
+from trickbench.errors import MissingInputError, UnreadableFileError
 from trickbench.grid import study_points
 from trickbench.io import atomic_path, digest_json, read_json, write_text
+from trickbench.metrics import mean_class_recall
 from trickbench.paths import Layout
 from trickbench.report.outputs import (claims_outputs, class_counts_outputs, curves_table, manifest_file, metrics_file,
                                       runs_html, study_figures, study_outputs, study_tables, table_paths)
@@ -37,6 +39,7 @@ def collect(params: dict[str, Any], layout: Layout, study: str) -> StudyData:
         if len(history) and records[-1]["status"] == "completed":
             records[-1].setdefault("train_loss_running", float(history["train_loss"].iloc[-1]))
             records[-1].setdefault("train_error_running", float(history["train_error"].iloc[-1]))
+            records[-1].setdefault("test_mean_recall", test_mean_recall(files.predictions))
         history = history.assign(study=study, point_id=point.point_id, **labels)
         curves.append(history)
         batch_path = files.batch_loss
@@ -55,6 +58,22 @@ def collect(params: dict[str, Any], layout: Layout, study: str) -> StudyData:
 
 
 # ------------------------------------------------------------------------------------------------ writing
+
+def test_mean_recall(predictions: Path) -> float:
+    """Mean per-class recall on the test split of a completed run's predictions.npz (NaN without them)."""
+    import numpy as np
+
+    if not predictions.is_file():
+        return float("nan")
+    try:
+        with np.load(predictions) as arrays:
+            if "test_probs" not in arrays.files:
+                return float("nan")
+            return mean_class_recall(arrays["test_probs"], arrays["test_labels"])
+    except (OSError, ValueError, zipfile.BadZipFile) as error:
+        raise UnreadableFileError(f"{predictions}: unreadable ({type(error).__name__}: {error}); rerun the train "
+                                  "stage of this grid point") from None
+
 
 def save_figure(figure: Any, path: Path, params: dict[str, Any]) -> Path:
     import matplotlib.pyplot as plt
