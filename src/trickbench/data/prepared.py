@@ -46,24 +46,31 @@ def save_prepared(path: str | Path, prepared: Prepared) -> None:
             np.savez(handle, class_names=np.array(prepared.class_names), **arrays)
 
 
-def load_prepared(path: str | Path) -> Prepared:
-    """The prepare stage's .npz; MissingInputError or UnreadableFileError (bad input) naming it."""
+def read_npz(path: str | Path, required: tuple[str, ...], stage: str) -> dict[str, np.ndarray]:
+    """Every array of an .npz the `stage` stage wrote; MissingInputError or UnreadableFileError (bad input)
+    naming the file, also when one of the `required` arrays is absent."""
     try:
         with np.load(path, allow_pickle=False) as archive:
-            missing = [name for name in ARRAY_NAMES if name not in archive.files]
+            missing = [name for name in required if name not in archive.files]
             if not missing:
-                return Prepared(
-                    images={split: archive[f"images_{split}"] for split in SPLITS},
-                    labels={split: archive[f"labels_{split}"].astype(np.int64) for split in SPLITS},
-                    class_names=[str(name) for name in archive["class_names"]],
-                )
+                return {name: archive[name] for name in archive.files}
     except FileNotFoundError:
-        raise MissingInputError(f"{path}: missing; run the prepare stage first") from None
+        raise MissingInputError(f"{path}: missing; run the {stage} stage first") from None
     except UNREADABLE_NPZ as error:  # a member is read (and its CRC checked) inside the block
-        raise UnreadableFileError(f"{path}: unreadable ({type(error).__name__}: {error}); rerun the prepare "
+        raise UnreadableFileError(f"{path}: unreadable ({type(error).__name__}: {error}); rerun the {stage} "
                                   "stage") from None
-    raise UnreadableFileError(f"{path}: lacks the arrays {missing}; expected {list(ARRAY_NAMES)}; rerun the "
-                              "prepare stage")
+    raise UnreadableFileError(f"{path}: lacks the arrays {missing}; expected {list(required)}; rerun the "
+                              f"{stage} stage")
+
+
+def load_prepared(path: str | Path) -> Prepared:
+    """The prepare stage's .npz; MissingInputError or UnreadableFileError (bad input) naming it."""
+    arrays = read_npz(path, ARRAY_NAMES, "prepare")
+    return Prepared(
+        images={split: arrays[f"images_{split}"] for split in SPLITS},
+        labels={split: arrays[f"labels_{split}"].astype(np.int64) for split in SPLITS},
+        class_names=[str(name) for name in arrays["class_names"]],
+    )
 
 
 def stratified_subset(labels: np.ndarray, per_class: int, seed: int) -> np.ndarray:

@@ -7,14 +7,13 @@ is a pure function of params, decided in report/outputs.py alone (Snakemake and 
 """
 from __future__ import annotations
 
-import zipfile
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from trickbench import provenance, tracking, versions
-from trickbench.errors import MissingInputError, UnreadableFileError
+from trickbench.errors import MissingInputError
 from trickbench.grid import study_points
 from trickbench.io import atomic_path, digest_json, read_json, write_text
 from trickbench.metrics import mean_class_recall
@@ -61,18 +60,14 @@ def collect(params: dict[str, Any], layout: Layout, study: str) -> StudyData:
 
 def test_mean_recall(predictions: Path) -> float:
     """Mean per-class recall on the test split of a completed run's predictions.npz (NaN without them)."""
-    import numpy as np
+    from trickbench.data.prepared import read_npz
 
     if not predictions.is_file():
         return float("nan")
-    try:
-        with np.load(predictions) as arrays:
-            if "test_probs" not in arrays.files:
-                return float("nan")
-            return mean_class_recall(arrays["test_probs"], arrays["test_labels"])
-    except (OSError, ValueError, zipfile.BadZipFile) as error:
-        raise UnreadableFileError(f"{predictions}: unreadable ({type(error).__name__}: {error}); rerun the train "
-                                  "stage of this grid point") from None
+    arrays = read_npz(predictions, (), "train")
+    if "test_probs" not in arrays:
+        return float("nan")
+    return mean_class_recall(arrays["test_probs"], arrays["test_labels"])
 
 
 def save_figure(figure: Any, path: Path, params: dict[str, Any]) -> Path:
