@@ -120,14 +120,13 @@ def build_ensembles(runs: list[dict[str, Any]], metric: str, top_k: int) -> dict
     for key, members in groups.items():
         if len(members) > 1:
             rows.append(_row("seeds", f"{len(members)} seeds of {key}", members, average(members), best, metric))
-    if (snapshot := snapshot_scores(best)) is not None:
-        rows.append(_row("snapshot", f"{snapshot[0]} last epochs of {best['point_id']}", [best], snapshot[1],
-                         best, metric))
+    snapshots = {run["point_id"]: (run, found) for run in ranked if (found := snapshot_scores(run)) is not None}
+    if best["point_id"] in snapshots:
+        count, snapshot = snapshots[best["point_id"]][1]
+        rows.append(_row("snapshot", f"{count} last epochs of {best['point_id']}", [best], snapshot, best, metric))
     rows.extend(top_k_of_each_seed(ranked, metric, top_k))
-    for run in ranked:
-        if (snapshot := snapshot_scores(run)) is not None:
-            rows.append(_row("snapshot_of_run", f"{snapshot[0]} last epochs of {run['point_id']}", [run],
-                             snapshot[1], run, metric))
+    for run, (count, snapshot) in snapshots.values():
+        rows.append(_row("snapshot_of_run", f"{count} last epochs of {run['point_id']}", [run], snapshot, run, metric))
     return result
 
 
