@@ -289,12 +289,13 @@ def _fill_every_preset(root):
         pd.DataFrame({"class": list("abcdefghij"), "train": 10, "val": 2, "test": 2}).to_csv(
             results / "data" / "class_counts.csv", index=False)
         for study in params["studies"]:
-            ids = [r["point_id"] for r in runs if r["study"] == study]
+            points = [p for p in expand_grid(params) if p.study == study]
+            ids = [p.point_id for p in points]
             (results / study).mkdir()
             pd.DataFrame({"point_id": ids, "late_over_early": rng.uniform(0.1, 1.0, len(ids))}).to_csv(
                 results / study / "diagnosis.csv", index=False)
-            configurations = {pid.rsplit("__seed-", 1)[0] for pid in ids}
-            seeds = {pid.rsplit("__seed-", 1)[1] for pid in ids}
+            configurations = {tuple((k, format_value(v)) for k, v in p.axes.items() if k != "seed") for p in points}
+            seeds = {p.config["seed"] for p in points}
             kinds = ["best_single", "top_k", *["seeds"] * len(configurations), "snapshot",
                      *["top_k_of_seed"] * len(seeds), *["snapshot_of_run"] * len(ids)]
             pd.DataFrame({"kind": kinds, "gain_test_error": rng.normal(0, 0.01, len(kinds)),
@@ -310,10 +311,11 @@ def test_every_registered_claim_is_evaluated_once_its_preset_has_run(tmp_path):
     assert n["init-he-beats-xavier-relu"] == 3  # relu only, 3 seeds
     assert n["act-sigmoid-slower-than-relu"] == 9  # 3 non-zero initializers x 3 seeds
     assert n["init-zeros-no-learning"] == 9  # 3 activations x 3 seeds, against chance
-    assert n["lr-plateau-beats-constant"] == 3 and n["xu-c10-prelu-beats-relu"] == 5  # scaled-cifar10: 5 seeds
-    # seed-regularizers: 9 regularizer settings x 3 seeds = 27 runs
-    assert n["ens-seeds-beat-best-member"] == 9 and n["ens-top-k-beats-best-single"] == 3
-    assert n["ens-snapshot-beats-best-single"] == 27
+    assert n["lr-plateau-beats-constant"] == 5 and n["xu-c10-prelu-beats-relu"] == 5  # 5 seeds each
+    # seed-regularizers: 9 regularizer settings x 5 seeds = 45 runs
+    assert n["ens-seeds-beat-best-member"] == 9 and n["ens-top-k-beats-best-single"] == 5
+    assert n["ens-snapshot-beats-best-single"] == 45
+    assert n["ens-snapshot-cycles-beat-run"] == 5  # seed-learning-rates' snapshot study: one run per seed
     evaluated = table[table["n"] >= 3]
     assert evaluated[["effect", "ci_low", "ci_high", "p_holm"]].notna().all().all()
     # BN's epochs to loss 1.0: every synthetic curve reaches it at epoch 2 or 3

@@ -133,3 +133,21 @@ def test_snapshot_of_run_compares_every_run_with_itself():
     assert rows[0]["test_error"] == pytest.approx(error_rate(mean_test, TEST_LABELS))
     assert rows[0]["gain_test_error"] == pytest.approx(worse["test_error"] - rows[0]["test_error"])
     assert rows[0]["gain_test_error"] > 0  # the sharper snapshot helps the weak run
+
+
+@pytest.mark.parametrize("damage", ["truncated", "without_val_probs"])
+def test_a_damaged_predictions_file_is_bad_input_naming_it(crafted, damage):
+    """The ensemble stage reads every finished run's predictions.npz: a damaged one is named, not a traceback."""
+    from trickbench.errors import UnreadableFileError
+    from trickbench.stages.ensemble import load_completed
+
+    params, layout = crafted
+    path = layout.run_files("acts", "activation-relu__initializer-he_normal__seed-0").predictions
+    if damage == "truncated":
+        path.write_bytes(path.read_bytes()[:100])
+    else:
+        with np.load(path) as arrays:
+            kept = {key: arrays[key] for key in arrays.files if key != "val_probs"}
+        np.savez(path, **kept)
+    with pytest.raises(UnreadableFileError, match=f"{path}: .*rerun the train stage"):
+        load_completed(layout, params, "acts")

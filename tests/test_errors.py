@@ -146,7 +146,7 @@ def test_load_stats_names_a_missing_or_incomplete_npz(tmp_path):
     with pytest.raises(MissingInputError, match=r"stats\.npz: missing; run the stats stage"):
         load_stats(tmp_path / "stats.json", tmp_path / "stats.npz")
     np.savez(tmp_path / "partial.npz", **{key: np.zeros(1) for key in ARRAY_KEYS[:2]})
-    with pytest.raises(UnreadableFileError, match=r"partial\.npz: missing arrays \['whiten_eigenvectors'"):
+    with pytest.raises(UnreadableFileError, match=r"partial\.npz: lacks the arrays \['whiten_eigenvectors'"):
         load_stats(tmp_path / "stats.json", tmp_path / "partial.npz")
     (tmp_path / "stats.json").write_text("{not json")
     with pytest.raises(DataError, match=r"stats\.json: unreadable"):

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from conftest import train_config, train_schema
-from trickbench.train.optim import OPTIMIZERS, SCHEDULES, DivideOnPlateau, step_schedule
+from trickbench.train.optim import OPTIMIZERS, SCHEDULES, DivideOnPlateau, snapshot_epochs, step_schedule
 
 LR = 0.1
 
@@ -74,6 +74,22 @@ def test_cosine_schedule_follows_its_formula() -> None:
     epochs = 10
     got = lrs("cosine", epochs)
     assert got == pytest.approx([LR * (1 + math.cos(math.pi * e / epochs)) / 2 for e in range(epochs)], rel=1e-9)
+
+
+def test_cosine_restarts_anneal_each_cycle_then_start_again() -> None:
+    got = lrs("cosine_restarts", 12, step_size=4)
+    assert got == pytest.approx([LR * (1 + math.cos(math.pi * (e % 4) / 4)) / 2 for e in range(12)], rel=1e-9)
+    assert got[4] == got[8] == LR  # the warm restarts
+
+
+@pytest.mark.parametrize("schedule, step_size, expected", [
+    ("cosine", 10, {28, 29, 30}),           # the last epochs: a single annealing, one model three times
+    ("step", 10, {28, 29, 30}),
+    ("cosine_restarts", 10, {10, 20, 30}),  # the end of each cycle, where the rate is near 0
+    ("cosine_restarts", 15, {15, 30}),      # fewer cycles than snapshots: one per cycle
+])
+def test_snapshot_epochs_follow_the_schedule(schedule: str, step_size: int, expected: set[int]) -> None:
+    assert snapshot_epochs(train_config(schedule=schedule, step_size=step_size, epochs=30, snapshots=3)) == expected
 
 
 # validation loss per epoch: best 1.0 at epoch 0, then 0.9, 0.8; equal is no improvement
@@ -160,6 +176,6 @@ def test_schedule_and_optimizer_state_survive_a_checkpoint(schedule: str, optimi
 
 def test_registries_have_one_line_definitions() -> None:
     assert set(OPTIMIZERS.names()) == {"sgd", "adam", "rmsprop", "adagrad"}
-    assert set(SCHEDULES.names()) == {"constant", "step", "cosine", "plateau"}
+    assert set(SCHEDULES.names()) == {"constant", "step", "cosine", "cosine_restarts", "plateau"}
     for entry in [*OPTIMIZERS, *SCHEDULES]:
         assert entry.description and "\n" not in entry.description

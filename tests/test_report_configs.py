@@ -62,7 +62,7 @@ def test_paper_presets(name, reference, metrics):
 
 def test_seed_studies_cover_the_issue():
     def axis(name, key):
-        return [p.axes[key] for p in expand_grid(load_params(REPO / "configs" / f"{name}.yaml"))]
+        return [p.axes[key] for p in expand_grid(load_params(REPO / "configs" / f"{name}.yaml")) if key in p.axes]
 
     inits = axis("seed-initializers", "initializer")
     assert set(inits) == {"zeros", "small_random", "lecun_normal", "xavier_uniform", "he_normal"}
@@ -71,6 +71,7 @@ def test_seed_studies_cover_the_issue():
         (), ("l2",), ("l1",), ("elastic_net",), ("max_norm",), ("dropout",), ("batch_norm",), ("early_stopping",),
         ("augmentation",)}
     assert len(set(axis("seed-learning-rates", "lr"))) >= 4
+    assert set(axis("seed-learning-rates", "schedule")) == {"constant", "plateau"}
     assert {tuple(v) for v in axis("seed-augmentations", "augmentations")} == {
         (), ("flip", "crop"), ("color_jitter",), ("hsv",), ("fancy_pca",)}
     assert set(axis("seed-class-imbalance", "class_balance")) == {"none", "oversample", "undersample",

@@ -109,11 +109,26 @@ def test_every_optimizer_with_every_schedule(optimizer: str, schedule: str) -> N
     assert_finite_run(result, epochs=2)
     first, second = (row["lr"] for row in result.history)
     assert first == pytest.approx(lr)
-    expected = {"constant": lr, "step": lr * 0.5, "cosine": lr * (1 + math.cos(math.pi / 2)) / 2}
+    expected = {"constant": lr, "step": lr * 0.5, "cosine": lr * (1 + math.cos(math.pi / 2)) / 2,
+                "cosine_restarts": lr}  # cycles of step_size 1 epoch: back to lr at every epoch
     if schedule in expected:
         assert second == pytest.approx(expected[schedule], rel=1e-9)
     else:  # plateau: unchanged, or divided after plateau_patience epochs without improvement
         assert second in (pytest.approx(lr), pytest.approx(lr * 0.5))
+
+
+def test_a_restarting_schedule_snapshots_the_end_of_each_cycle() -> None:
+    """Two cycles of 2 epochs: the snapshots are the models after epochs 2 and 4; the first is the model of a
+    run that stops after one cycle (the same seed, rates and batches up to there)."""
+    two_cycles = run(schedule="cosine_restarts", step_size=2, epochs=4, snapshots=2, lr=0.05)
+    one_cycle = run(schedule="cosine_restarts", step_size=2, epochs=2, snapshots=1, lr=0.05)
+    assert [row["lr"] for row in two_cycles.history] == pytest.approx([0.05, 0.025, 0.05, 0.025])
+    for split in ("val", "test"):
+        snapshots = two_cycles.predictions[f"snapshot_{split}_probs"]
+        assert snapshots.shape[0] == 2
+        np.testing.assert_array_equal(snapshots[0], one_cycle.predictions[f"{split}_probs"])
+        np.testing.assert_array_equal(snapshots[1], two_cycles.predictions[f"{split}_probs"])
+        assert not np.array_equal(snapshots[0], snapshots[1])
 
 
 def test_sgd_nesterov_runs() -> None:

@@ -345,6 +345,18 @@ def _point_error(point: Any, key: str, message: str, source: str) -> ParamsError
     return ParamsError(f"{source}: {point.origin_of(key)}: {message} (grid point {point.study}/{point.point_id})")
 
 
+def _check_cycles(point: Any, source: str) -> None:
+    """A restarting schedule runs whole cycles of train.step_size epochs, one snapshot at each cycle's end."""
+    epochs, length, snapshots = point.config["epochs"], point.config["step_size"], point.config["snapshots"]
+    schedule = point.config["schedule"]
+    if epochs % length:
+        raise _point_error(point, "step_size", f"{length} epochs per cycle of schedule {schedule} do not divide "
+                           f"train.epochs = {epochs}; expected a divisor of {epochs}", source)
+    if snapshots > epochs // length:
+        raise _point_error(point, "snapshots", f"{snapshots} snapshots, but schedule {schedule} has "
+                           f"{epochs // length} cycles of {length} epochs; expected at most {epochs // length}", source)
+
+
 def check_cross_fields(params: dict[str, Any], points: list[Any], source: str) -> None:
     """Rules no single key can state: each error names the keys, their values and what was expected."""
     data = params["data"]
@@ -369,9 +381,11 @@ def check_cross_fields(params: dict[str, Any], points: list[Any], source: str) -
 
     from trickbench.catalog import registry_extras
 
-    preprocessings = registry_extras()["preprocessing"]
+    preprocessings, schedules = registry_extras()["preprocessing"], registry_extras()["schedule"]
     for point in points:
         config = point.config
+        if schedules[config["schedule"]]["restarts"]:
+            _check_cycles(point, source)
         if preprocessings[config["preprocessing"]]["needs_whitening"] and not params["stats"]["whitening"]:
             raise _point_error(point, "preprocessing", f"{config['preprocessing']} needs the whitening matrices, "
                                "but stats.whitening is false", source)

@@ -31,8 +31,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from trickbench.data.prepared import UNREADABLE_NPZ
-from trickbench.errors import MissingInputError, UnreadableFileError
+from trickbench.data.prepared import read_npz
 from trickbench.io import read_json
 
 JSON_TENSOR_KEYS = (
@@ -211,24 +210,8 @@ def load_stats(
     Without the npz the whitening keys are absent and the pca_whiten / zca_whiten pre-processors raise.
     """
     stats_json = read_json(json_path)
-    arrays = None if npz_path is None else _load_arrays(npz_path)
+    arrays = None if npz_path is None else read_npz(npz_path, ARRAY_KEYS, "stats")
     return runtime_stats(stats_json, arrays, device)
-
-
-def _load_arrays(npz_path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """stats.npz; MissingInputError or UnreadableFileError (bad input) naming it."""
-    try:
-        with np.load(npz_path) as npz:
-            missing = [k for k in ARRAY_KEYS if k not in npz.files]
-            if not missing:
-                return {k: npz[k] for k in npz.files}
-    except FileNotFoundError:
-        raise MissingInputError(f"{npz_path}: missing; run the stats stage first") from None
-    except UNREADABLE_NPZ as error:
-        raise UnreadableFileError(f"{npz_path}: unreadable ({type(error).__name__}: {error}); rerun the stats "
-                                  "stage") from None
-    raise UnreadableFileError(f"{npz_path}: missing arrays {missing}; expected {list(ARRAY_KEYS)}; rerun the "
-                              "stats stage")
 
 
 def _numpy(value: Any) -> np.ndarray:

@@ -548,6 +548,10 @@ claim("ens-top-k-beats-best-single", f"{W} §8 (top models discovered during cro
 claim("ens-snapshot-beats-best-single", f"{W} §8 (different checkpoints of a single model)",
       "A run's last epochs' checkpoints together beat that run alone on test error (every run).",
       "seed-regularizers", "regularizers", ENSEMBLE_AXIS, "snapshot_of_run", "best_single", "test_error", "less")
+claim("ens-snapshot-cycles-beat-run", f"{W} §8 (different checkpoints of a single model), with warm restarts",
+      "With warm restarts (3 cosine cycles), the models at the cycles' ends together beat the run's final model on test "
+      "error (Huang et al. 2017).",
+      "seed-learning-rates", "snapshot", ENSEMBLE_AXIS, "snapshot_of_run", "best_single", "test_error", "less")
 
 for _balance in ("oversample", "undersample", "class_weighted_loss"):
     claim(f"imbalance-{_balance.replace('_', '-')}-improves", f"{W} Miscellaneous (class imbalance)",

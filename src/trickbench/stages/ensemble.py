@@ -25,12 +25,16 @@ from typing import Any
 
 import numpy as np
 
+from trickbench.data.prepared import read_npz
 from trickbench.grid import point_id, study_points
 from trickbench.io import read_json, write_json
 from trickbench.metrics import error_rate, log_loss
 from trickbench.paths import Layout
 
 METRICS = ("val_loss", "val_error", "test_loss", "test_error")
+
+
+PREDICTIONS_REQUIRED = ("val_probs", "val_labels")  # a finished run's; the test split may be empty
 
 
 def load_completed(layout: Layout, params: dict[str, Any], study: str) -> list[dict[str, Any]]:
@@ -41,8 +45,7 @@ def load_completed(layout: Layout, params: dict[str, Any], study: str) -> list[d
         record = read_json(files.metrics)
         if record["status"] != "completed":
             continue
-        with np.load(files.predictions) as predictions:
-            record["predictions"] = {key: predictions[key] for key in predictions.files}
+        record["predictions"] = read_npz(files.predictions, PREDICTIONS_REQUIRED, "train")
         runs.append(record)
     return runs
 

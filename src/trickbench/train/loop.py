@@ -37,7 +37,7 @@ from trickbench.nn.models import apply_finetune, build_model, load_backbone
 from trickbench.train import backends
 from trickbench.train.backends import restore_rng, rng_state
 from trickbench.train.balance import CLASS_BALANCES, ClassBalance
-from trickbench.train.optim import OPTIMIZERS, SCHEDULES, step_schedule
+from trickbench.train.optim import OPTIMIZERS, SCHEDULES, snapshot_epochs, step_schedule
 from trickbench.train.regularizers import (
     Regularization, apply_max_norm, l1_penalty, penalized_weights, regularization,
 )
@@ -462,6 +462,7 @@ class Trainer:
         """Train from `state` on: each epoch trains, evaluates, steps the schedule, keeps snapshots, asks early
         stopping, checkpoints and logs, until the last epoch, a divergence or early stopping."""
         tracker, config, start_epoch = tracker or Tracker(), self.config, state.epoch
+        snapshot_at = snapshot_epochs(config)
         for epoch in range(start_epoch, config["epochs"]):
             if state.status is Status.DIVERGED or state.early_stopping.stopped:
                 break
@@ -478,7 +479,7 @@ class Trainer:
             row = {"epoch": epoch + 1, "train_loss": train_loss, "train_error": train_error,
                    "val_loss": val_loss, "val_error": val_error, "lr": lr, "seconds": time.perf_counter() - started}
             state.history.append(row)
-            if training and config["epochs"] - epoch <= config["snapshots"]:
+            if training and epoch + 1 in snapshot_at:
                 state.snapshots["val"].append(val_probs.cpu())
                 state.snapshots["test"].append(self.predict("test").cpu())
             if training:

@@ -8,7 +8,9 @@ import torch
 from trickbench.registry import Registry
 
 OPTIMIZERS = Registry("optimizer")
-SCHEDULES = Registry("schedule")
+# restarts: the schedule anneals in cycles of train.step_size epochs and begins anew after each; the snapshot
+# ensemble then keeps the end of each cycle instead of the last epochs (snapshot_epochs)
+SCHEDULES = Registry("schedule", extras=("restarts",))
 
 ParamGroups = list[dict[str, Any]]
 
@@ -39,19 +41,26 @@ def adagrad(groups: ParamGroups, config: dict[str, Any]) -> torch.optim.Optimize
     return torch.optim.Adagrad(groups, lr=config["lr"], **_foreach(config))
 
 
-@SCHEDULES.register("constant", "the learning rate stays train.lr")
+@SCHEDULES.register("constant", "the learning rate stays train.lr", restarts=False)
 def constant(optimizer: torch.optim.Optimizer, config: dict[str, Any]) -> Any:
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: 1.0)
 
 
-@SCHEDULES.register("step", "multiply by train.gamma every train.step_size epochs")
+@SCHEDULES.register("step", "multiply by train.gamma every train.step_size epochs", restarts=False)
 def step(optimizer: torch.optim.Optimizer, config: dict[str, Any]) -> Any:
     return torch.optim.lr_scheduler.StepLR(optimizer, step_size=config["step_size"], gamma=config["gamma"])
 
 
-@SCHEDULES.register("cosine", "cosine annealing from train.lr to 0 over train.epochs")
+@SCHEDULES.register("cosine", "cosine annealing from train.lr to 0 over train.epochs", restarts=False)
 def cosine(optimizer: torch.optim.Optimizer, config: dict[str, Any]) -> Any:
     return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config["epochs"])
+
+
+@SCHEDULES.register("cosine_restarts", "SGDR (Loshchilov & Hutter 2017): cosine annealing from train.lr to 0 over "
+                    "each cycle of train.step_size epochs, then back to train.lr; snapshots at the cycles' ends",
+                    restarts=True)
+def cosine_restarts(optimizer: torch.optim.Optimizer, config: dict[str, Any]) -> Any:
+    return torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(optimizer, T_0=config["step_size"])
 
 
 class DivideOnPlateau(torch.optim.lr_scheduler.ReduceLROnPlateau):
@@ -75,9 +84,19 @@ class DivideOnPlateau(torch.optim.lr_scheduler.ReduceLROnPlateau):
 
 
 @SCHEDULES.register("plateau", "the seed's rule (start at train.lr, the seed says 0.1): multiply by train.plateau_factor "
-                    "(1/2 or 1/5) once validation loss has not improved for train.plateau_patience epochs in a row")
+                    "(1/2 or 1/5) once validation loss has not improved for train.plateau_patience epochs in a row",
+                    restarts=False)
 def plateau(optimizer: torch.optim.Optimizer, config: dict[str, Any]) -> Any:
     return DivideOnPlateau(optimizer, factor=config["plateau_factor"], patience=config["plateau_patience"])
+
+
+def snapshot_epochs(config: dict[str, Any]) -> frozenset[int]:
+    """The epochs (1-based) whose predictions join the run's snapshot ensemble: the last train.snapshots
+    epochs, or with a restarting schedule the last epoch of each of the last train.snapshots cycles, where
+    the rate is near 0 and the models differ (Huang et al. 2017, "Snapshot ensembles")."""
+    epochs, count = config["epochs"], config["snapshots"]
+    spacing = config["step_size"] if SCHEDULES.entry(config["schedule"]).extra["restarts"] else 1
+    return frozenset(epochs - spacing * i for i in range(count) if epochs - spacing * i >= 1)
 
 
 def step_schedule(scheduler: Any, val_loss: float) -> None:
