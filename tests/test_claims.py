@@ -377,6 +377,42 @@ def test_the_readme_counts_are_the_committed_tables():
                                                                           ["holds", "contradicted", "inconclusive", "not run"])]
 
 
+def test_the_readme_table_is_the_committed_table(tmp_path):
+    """The README's claims table is what `trickbench claims --readme README.md` writes from results/claims.csv,
+    and the command rewrites exactly that block."""
+    from trickbench.report.claims import README_TABLE, readme_table
+
+    committed = pd.read_csv(REPO / "results" / "claims.csv")
+    text = (REPO / "README.md").read_text()
+    begin, end = README_TABLE
+    assert text.split(begin)[1].split(end)[0].strip() == readme_table(committed)
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# intro\n\n{begin}\nstale\n{end}\n\nprose after\n")
+    shutil.copytree(REPO / "configs", tmp_path / "configs")
+    done = _run(tmp_path, "--readme", str(readme))
+    assert done.returncode == 0, done.stderr
+    fresh = pd.read_csv(tmp_path / "out" / "claims.csv")
+    assert readme.read_text() == f"# intro\n\n{begin}\n{readme_table(fresh)}\n{end}\n\nprose after\n"
+    readme.write_text("no markers\n")
+    refused = _run(tmp_path, "--readme", str(readme))
+    assert refused.returncode == 2 and "claims:table:begin" in refused.stderr and readme.read_text() == "no markers\n"
+    shutil.rmtree(tmp_path / "out")
+    assert _run(tmp_path, "--readme", str(tmp_path / "absent.md")).returncode == 2
+    assert not (tmp_path / "out").exists()  # refused before the tables are written
+
+
+def test_xu_claims_carry_the_papers_own_difference():
+    from trickbench.report.claims import paper_effect
+
+    by_id = {c.claim_id: c for c in REGISTERED}
+    # Table 3: PReLU 11.79 % against ReLU 12.45 % test error; Table 4: a=5.5 40.42 % against ReLU 42.90 %
+    assert paper_effect(by_id["xu-c10-prelu-beats-relu"]) == pytest.approx(0.1179 - 0.1245)
+    assert paper_effect(by_id["xu-c100-leaky-relu-a5.5-beats-relu"]) == pytest.approx(0.4042 - 0.4290)
+    assert paper_effect(by_id["xu-ndsb-prelu-lowest-train"]) == pytest.approx(0.7187 - 0.8092)
+    assert paper_effect(by_id["xu-c10-rrelu-regularizes"]) == pytest.approx((0.1119 - 0.0055) - (0.1245 - 0.00318))
+    assert math.isnan(paper_effect(by_id["init-zeros-no-learning"]))
+
+
 def test_the_report_of_a_preset_gives_its_claims_and_declares_them(monkeypatch):
     """A preset's report (params whose results folder is configs/<preset>.yaml's) writes and declares the
     verdicts on exactly the claims naming that preset; other params get none."""

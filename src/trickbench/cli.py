@@ -192,9 +192,13 @@ def cmd_report(args: argparse.Namespace) -> None:
 
 
 def cmd_claims(args: argparse.Namespace) -> None:
-    from trickbench.report.claims import VERDICTS, write_claims
+    from trickbench.report.claims import VERDICTS, readme_parts, update_readme, write_claims
 
+    if args.readme is not None:
+        readme_parts(args.readme)  # a README without its markers: refused before anything is written
     table, scales = write_claims(args.out, args.root)
+    if args.readme is not None:
+        update_readme(args.readme, table)
     for preset, part in table.groupby("preset", sort=False):
         counts = part["verdict"].value_counts()
         print(f"{preset} [{scales[preset]}]: " + ", ".join(f"{counts.get(v, 0)} {v}" for v in VERDICTS))
@@ -258,6 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
                  "results (results/claims.md, .csv)")
     claims.add_argument("--root", type=Path, default=Path("."), help="project root holding configs/ and results/")
     claims.add_argument("--out", type=Path, default=Path("results"), help="folder of claims.md and claims.csv")
+    claims.add_argument("--readme", type=Path, default=None,
+                        help="also rewrite the claims table of this README (between its claims:table markers)")
     changes = add("diff", cmd_diff, "which metrics changed between two results folders or two git commits of "
                   "results/, by how much, and whether params, data, code or machine changed")
     changes.add_argument("a", help="a results folder, or a git commit (its results/)")

@@ -48,7 +48,7 @@ MIN_PAIRS = 3
 ALPHA = 0.05
 CONFIDENCE = 0.95
 COLUMNS = ["claim_id", "source", "statement", "preset", "study", "metric", "treatment", "control", "expected",
-           "effect", "ci_low", "ci_high", "p_holm", "n", "verdict"]
+           "effect", "ci_low", "ci_high", "p_holm", "n", "verdict", "paper_effect"]
 ENSEMBLE_AXIS = "ensemble"  # an ensemble claim's "axis": the kind of ensemble (ensembles.csv), not a grid axis
 ENSEMBLE_REFERENCES = {"best_member": "gain_over_best_member_test_error", "best_single": "gain_test_error"}
 
@@ -73,6 +73,7 @@ class Claim:
     where: dict[str, list[Any]] = field(default_factory=dict)
     diverged_as_chance: bool = False
     loss_threshold: float | None = None  # metric epochs_to_train_loss
+    paper: tuple[str, str] | None = None  # (Xu et al.'s table: a paper_table name, its column: train/held_out/test_gap)
 
     @property
     def expected_text(self) -> str:
@@ -411,8 +412,26 @@ def claims_table(claims: list[Claim] | None = None, root: Path = Path("."), alph
     rows = [{"claim_id": c.claim_id, "source": c.source, "statement": c.statement, "preset": c.preset,
              "study": c.study, "metric": c.metric, "treatment": side(c, c.treatment), "control": side(c, c.control),
              "expected": c.expected_text, "effect": e.effect, "ci_low": e.ci_low, "ci_high": e.ci_high,
-             "p_holm": e.p_holm, "n": e.n, "verdict": e.verdict} for c, e in zip(claims, evidence)]
+             "p_holm": e.p_holm, "n": e.n, "verdict": e.verdict, "paper_effect": paper_effect(c)}
+            for c, e in zip(claims, evidence)]
     return pd.DataFrame(rows, columns=COLUMNS), {p: d.scale() for p, d in loaded.items()}
+
+
+def paper_effect(claim: Claim) -> float:
+    """The paper's own treatment − control (Xu et al.'s tables: single runs, no interval); NaN for a claim
+    no paper table answers."""
+    if claim.paper is None:
+        return math.nan
+    from trickbench.report.paper import reference
+
+    name, column = claim.paper
+    rows = reference(name).rows
+
+    def value(activation: str) -> float:
+        train, held_out = rows[activation]
+        return {"train": train, "held_out": held_out, "test_gap": held_out - train}[column]
+
+    return value(claim.treatment) - value(claim.control)
 
 
 def preset_claims(params: dict[str, Any], root: Path = Path(".")) -> list[Claim]:
@@ -463,6 +482,48 @@ def claims_markdown(table: Any, scales: dict[str, str], alpha: float = ALPHA) ->
             lines.append("| " + " | ".join(_cell(row[c], c) for c in shown) + " |")
         lines.append("")
     return "\n".join(lines)
+
+
+README_TABLE = ("<!-- claims:table:begin -->", "<!-- claims:table:end -->")
+
+
+def _signed(value: float) -> str:
+    return "" if math.isnan(value) else f"{value:+.4f}"
+
+
+def readme_table(table: Any) -> str:
+    """The README's claims table ("What holds up"): one row per claim, the verdicts that decide in bold."""
+    lines = ["| claim | preset | metric | effect | 95 % CI | Holm p | n | verdict | paper |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for _, row in table.iterrows():
+        interval = "" if math.isnan(row["ci_low"]) else f"[{row['ci_low']:+.4f}, {row['ci_high']:+.4f}]"
+        p_holm = "" if math.isnan(row["p_holm"]) else f"{row['p_holm']:.2g}"
+        verdict = f"**{row['verdict']}**" if row["verdict"] in ("holds", "contradicted") else row["verdict"]
+        cells = [_cell(row["statement"], "statement"), f"`{row['preset']}`", row["metric"], _signed(row["effect"]),
+                 interval, p_holm, str(row["n"]), verdict, _signed(row["paper_effect"])]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def readme_parts(path: Path) -> tuple[str, str]:
+    """The README's text before and after its claims table (ClaimsError unless one README_TABLE pair)."""
+    begin, end = README_TABLE
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as error:
+        raise ClaimsError(f"{path}: unreadable ({type(error).__name__}); expected the README to update") from None
+    if text.count(begin) != 1 or text.count(end) != 1 or text.index(begin) > text.index(end):
+        raise ClaimsError(f"{path}: expected one {begin} line before one {end} line around the claims table")
+    head, rest = text.split(begin)
+    return head + begin, end + rest.split(end, 1)[1]
+
+
+def update_readme(path: Path, table: Any) -> None:
+    """Replace the table between the README_TABLE markers of `path` by readme_table(table)."""
+    from trickbench.io import write_text
+
+    head, tail = readme_parts(path)
+    write_text(path, f"{head}\n{readme_table(table)}\n{tail}")
 
 
 def write_claims(out_dir: Path, root: Path = Path("."), claims: list[Claim] | None = None) -> tuple[Any, dict[str, str]]:
@@ -573,7 +634,7 @@ def _xu(claim_id: str, table: str, statement: str, treatment: str, control: str,
     preset, name, held_out, train_metric = _TABLES[table]
     metric = {"held_out": held_out, "train": train_metric}.get(which, which)
     claim(claim_id, f"{X} {name}", statement, preset, "activations", "activation", treatment, control, metric,
-          expected, **options)
+          expected, paper=(table, which), **options)
 
 
 for _act in ("leaky_relu_a5.5", "prelu", "rrelu"):
