@@ -401,6 +401,21 @@ def test_the_readme_table_is_the_committed_table(tmp_path):
     assert not (tmp_path / "out").exists()  # refused before the tables are written
 
 
+def test_the_scale_line_names_each_machine_once_with_its_commits(tmp_path):
+    """A preset extended at a later commit (more seeds): one machine, both commits with their run counts."""
+    from trickbench.report.claims import PresetData
+
+    _synthetic_preset(tmp_path, "synth", SEEDS)
+    runs = pd.read_csv(tmp_path / "results" / "synth" / "runs.csv")
+    machine = {"cpu": "Test CPU", "gpu": "none", "torch": "2.14.1", "cuda": "none", "cudnn": "none", "threads": 1,
+               "python": "3.11.7"}
+    commits = ["a" * 40 if i < 3 else "b" * 40 + "-dirty" for i in range(len(runs))]
+    runs.assign(**machine, git_commit=commits).to_csv(tmp_path / "results" / "synth" / "runs.csv", index=False)
+    scale = PresetData(load_params(tmp_path / "configs" / "synth.yaml"), tmp_path).scale()
+    assert scale.count("made on Test CPU") == 1
+    assert scale.endswith(f"Python 3.11.7, git {'a' * 12} (3 runs), {'b' * 12}-dirty ({len(runs) - 3} runs)")
+
+
 def test_xu_claims_carry_the_papers_own_difference():
     from trickbench.report.claims import paper_effect
 

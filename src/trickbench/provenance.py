@@ -82,14 +82,19 @@ def tags(record: dict[str, Any]) -> dict[str, str]:
     return found
 
 
-def describe(record: dict[str, Any]) -> str:
-    """One line: 'made on <cpu>, <threads> threads, <gpu> with torch <v> (CUDA, cuDNN), Python <v>, git <c>'."""
+def short_commit(record: dict[str, Any]) -> str:
+    commit = str(record.get("git_commit", "unknown"))
+    return commit[:12] + ("-dirty" if commit.endswith("-dirty") else "")
+
+
+def describe(record: dict[str, Any], commit: bool = True) -> str:
+    """One line: 'made on <cpu>, <threads> threads, <gpu> with torch <v> (CUDA, cuDNN), Python <v>, git <c>'
+    (without the git part if not `commit`)."""
     gpu = "no GPU" if record.get("gpu", "none") == "none" else f"GPU {record['gpu']}"
     gpu_stack = "" if record.get("cuda", "none") == "none" else f" (CUDA {record['cuda']}, cuDNN {record['cudnn']})"
-    commit = str(record.get("git_commit", "unknown"))
-    commit = commit[:12] + ("-dirty" if commit.endswith("-dirty") else "")
-    return (f"made on {record.get('cpu', 'unknown CPU')}, {record.get('threads', '?')} thread(s), {gpu} "
-            f"with torch {record.get('torch', '?')}{gpu_stack}, Python {record.get('python', '?')}, git {commit}")
+    text = (f"made on {record.get('cpu', 'unknown CPU')}, {record.get('threads', '?')} thread(s), {gpu} "
+            f"with torch {record.get('torch', '?')}{gpu_stack}, Python {record.get('python', '?')}")
+    return f"{text}, git {short_commit(record)}" if commit else text
 
 
 def footer(records: list[dict[str, Any]]) -> str:

@@ -196,14 +196,25 @@ class PresetData:
         return text + f"; {ran} epochs run, {len(self.runs)} runs" + self.made_on()
 
     def made_on(self) -> str:
-        """Where the runs were made (runs.csv's provenance columns), each machine once; '' without them."""
-        from trickbench.provenance import KEYS, describe
+        """Where the runs were made (runs.csv's provenance columns): each machine once, with the commits its
+        runs were trained at and how many each; '' without them."""
+        from trickbench.provenance import KEYS, describe, short_commit
 
         present = [key for key in KEYS if key in self.runs.columns]
         if not present:
             return ""
-        machines = {describe(dict(zip(present, map(str, row)))) for row in self.runs[present].itertuples(index=False)}
-        return "; " + "; ".join(sorted(machines))
+        commits: dict[str, dict[str, int]] = {}
+        for row in self.runs[present].itertuples(index=False):
+            record = dict(zip(present, map(str, row)))
+            counts = commits.setdefault(describe(record, commit=False), {})
+            counts[short_commit(record)] = counts.get(short_commit(record), 0) + 1
+
+        def git(counts: dict[str, int]) -> str:
+            if len(counts) == 1:
+                return f"git {next(iter(counts))}"
+            return "git " + ", ".join(f"{commit} ({n} run{'s' * (n != 1)})" for commit, n in sorted(counts.items()))
+
+        return "; " + "; ".join(f"{machine}, {git(counts)}" for machine, counts in sorted(commits.items()))
 
 
 # ------------------------------------------------------------------------------------------------ claims
