@@ -151,3 +151,16 @@ def test_a_damaged_predictions_file_is_bad_input_naming_it(crafted, damage):
         np.savez(path, **kept)
     with pytest.raises(UnreadableFileError, match=f"{path}: .*rerun the train stage"):
         load_completed(layout, params, "acts")
+
+
+@pytest.mark.parametrize("schedule, stopped_after, expected", [
+    ("cosine", None, "epochs 28, 29, 30 of r"),
+    ("cosine_restarts", None, "epochs 10, 20, 30 of r"),
+    ("cosine", 2, "epochs 28, 29 of r"),  # early stopping after two of the three snapshot epochs
+])
+def test_a_snapshot_row_names_the_epochs_it_averages(schedule, stopped_after, expected):
+    from conftest import train_config
+    from trickbench.stages.ensemble import snapshot_label
+
+    record = {"point_id": "r", "config": train_config(schedule=schedule, step_size=10, epochs=30, snapshots=3)}
+    assert snapshot_label(record, stopped_after or 3) == expected

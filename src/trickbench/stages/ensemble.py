@@ -6,12 +6,13 @@ The seed's three recipes, plus the reference row:
   cross-validation");
 - seeds: for every configuration with several seeds, all of its seeds ("same model, different
   initialization");
-- snapshot: the predictions of the last train.snapshots epochs of the best run ("different checkpoints
-  of a single model");
+- snapshot: the predictions of the best run at its snapshot epochs ("different checkpoints of a single
+  model"): the last train.snapshots epochs, or with a restarting schedule (cosine_restarts) the ends of
+  its last train.snapshots cycles (train.optim.snapshot_epochs);
 - top_k_of_seed: within each seed (the study's configurations trained from one seed), its top k runs
   against that seed's best single run: one comparison per seed, so the claims have n = seeds paired
   differences instead of the single top_k row;
-- snapshot_of_run: every run's last epochs against that run alone: one comparison per run.
+- snapshot_of_run: every run's snapshots against that run alone: one comparison per run.
 Members are always chosen on validation; test metrics are only ever reported. Every row carries the
 best single model's test metrics and its gain over them (positive = the ensemble is better), and the
 gain over its own best member. Where the test split has no labels (NDSB in the paper; here the
@@ -126,11 +127,23 @@ def build_ensembles(runs: list[dict[str, Any]], metric: str, top_k: int) -> dict
     snapshots = {run["point_id"]: (run, found) for run in ranked if (found := snapshot_scores(run)) is not None}
     if best["point_id"] in snapshots:
         count, snapshot = snapshots[best["point_id"]][1]
-        rows.append(_row("snapshot", f"{count} last epochs of {best['point_id']}", [best], snapshot, best, metric))
+        rows.append(_row("snapshot", snapshot_label(best, count), [best], snapshot, best, metric))
     rows.extend(top_k_of_each_seed(ranked, metric, top_k))
     for run, (count, snapshot) in snapshots.values():
-        rows.append(_row("snapshot_of_run", f"{count} last epochs of {run['point_id']}", [run], snapshot, run, metric))
+        rows.append(_row("snapshot_of_run", snapshot_label(run, count), [run], snapshot, run, metric))
     return result
+
+
+def snapshot_label(run: dict[str, Any], count: int) -> str:
+    """Which epochs a run's snapshot ensemble averages: the first `count` of its configuration's snapshot
+    epochs (early stopping can end a run before the later ones)."""
+    config = run.get("config")
+    if config is None:
+        return f"{count} snapshots of {run['point_id']}"
+    from trickbench.train.optim import snapshot_epochs  # torch: only for a study that kept snapshots
+
+    epochs = sorted(snapshot_epochs(config))[:count]
+    return f"epochs {', '.join(map(str, epochs))} of {run['point_id']}"
 
 
 def snapshot_scores(run: dict[str, Any]) -> tuple[int, dict[str, float]] | None:
