@@ -308,9 +308,9 @@ def test_every_registered_claim_is_evaluated_once_its_preset_has_run(tmp_path):
     table = claims_table(None, tmp_path)[0].set_index("claim_id")
     assert len(table) == len(REGISTERED) and "not run" not in set(table["verdict"])
     n = table["n"].to_dict()
-    assert n["init-he-beats-xavier-relu"] == 3  # relu only, 3 seeds
-    assert n["act-sigmoid-slower-than-relu"] == 9  # 3 non-zero initializers x 3 seeds
-    assert n["init-zeros-no-learning"] == 9  # 3 activations x 3 seeds, against chance
+    assert n["init-he-beats-xavier-relu"] == 5  # relu only, 5 seeds
+    assert n["act-sigmoid-slower-than-relu"] == 15  # 3 non-zero initializers x 5 seeds
+    assert n["init-zeros-no-learning"] == 15  # 3 activations x 5 seeds, against chance
     assert n["lr-plateau-beats-constant"] == 5 and n["xu-c10-prelu-beats-relu"] == 8  # 5 and 8 seeds
     # seed-regularizers: 9 regularizer settings x 5 seeds = 45 runs
     assert n["ens-seeds-beat-best-member"] == 9 and n["ens-top-k-beats-best-single"] == 5
