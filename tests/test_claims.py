@@ -18,7 +18,7 @@ from conftest import BIN, REPO, tiny_params, write_params
 from trickbench.grid import expand_grid, format_value
 from trickbench.params import load_params
 from trickbench.report.claims import (CHANCE, CLAIMS, COLUMNS, ENSEMBLE_AXIS, Claim, ClaimsError, check_claim,
-                                      claims_table, write_claims)
+                                      claims_table)
 from trickbench.report.tables import holm
 
 REGISTERED = [entry.extra["claim"] for entry in CLAIMS]
