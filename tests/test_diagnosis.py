@@ -54,6 +54,16 @@ def test_slow_linear_decline_means_learning_rate_too_low():
     assert result.evidence["steady"] == 1.0
 
 
+def test_a_steady_crawl_that_removes_little_means_learning_rate_too_low():
+    """lr 1e-4 in seed-learning-rates: the loss falls every epoch but decelerates (late/early ≈ 0.2) and removes
+    7 % of ln C in 20 epochs; a stall that bounces is a too-high rate, one that falls every epoch a too-low one."""
+    crawl = LN10 - 0.05 - 0.12 * (1 - np.exp(-EPOCHS / 6.0))
+    result = diagnose(history(crawl), final(train_error=0.76, val_error=0.76), Thresholds(), num_classes=10)
+    assert result.evidence["drop"] < 0.10 and result.evidence["steady"] == 1.0
+    assert result.evidence["late_over_early"] < 0.6  # not a straight line
+    assert result.verdicts[0] == "lr_too_low" and "crawled" in result.notes[0]
+
+
 def test_large_gap_means_overfitting():
     val = 0.6 + 0.3 * np.exp(-EPOCHS / 3.0) + 0.02 * np.maximum(0, EPOCHS - 8)  # falls, then rises
     result = diagnose(history(HEALTHY, val), final(train_error=0.01, val_error=0.25), Thresholds(), num_classes=10)

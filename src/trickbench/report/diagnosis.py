@@ -29,9 +29,9 @@ import pandas as pd
 
 VERDICTS = {
     "diverged": "diverged: the loss became non-finite (learning rate far too high?)",
-    "lr_too_high": "learning rate too high: the loss rises again or hardly decreases (stalls; a stall can also "
-                   "come from an all-zero initialisation or saturated units)",
-    "lr_too_low": "learning rate too low: slow, near-linear decline of the loss",
+    "lr_too_high": "learning rate too high: the loss rises again or hardly decreases without falling steadily "
+                   "(stalls; a stall can also come from an all-zero initialisation or saturated units)",
+    "lr_too_low": "learning rate too low: slow decline of the loss, near-linear or a steady crawl that removes little",
     "overfitting": "overfitting: large train/validation gap or a rising validation loss (regularise more)",
     "underfitting": "underfitting: high training error without a gap (more capacity or training)",
     "noisy_batches": "wide per-batch loss: large batch-to-batch variance (larger batches)",
@@ -125,15 +125,20 @@ def diagnose(history: pd.DataFrame, final: dict[str, Any], thresholds: Threshold
     if not shape_ok:
         notes.append(f"{epochs} epoch(s) < min_epochs {t.min_epochs}: learning-rate rules skipped")
     drop, rise, ratio, steady = (evidence.get(k, math.nan) for k in ("drop", "rise", "late_over_early", "steady"))
-    linear_decline = steady >= t.lr_low_steady and ratio >= t.lr_low_linearity
+    # a loss that hardly moves is a too-high rate if it bounces, a too-low one if it falls every epoch
+    steady_decline = steady >= t.lr_low_steady
     if shape_ok:
         if rise > t.lr_high_rise:
             verdicts.append("lr_too_high")
             notes.append(f"the loss ends {rise:.0%} above its minimum")
-        elif drop < t.lr_high_min_drop and not linear_decline:
+        elif drop < t.lr_high_min_drop and not steady_decline:
             verdicts.append("lr_too_high")
             notes.append(f"stalled: the loss removed only {drop:.0%} of its starting level, without a steady decline")
-        elif linear_decline and drop < t.lr_low_max_drop:
+        elif steady_decline and drop < t.lr_high_min_drop:
+            verdicts.append("lr_too_low")
+            notes.append(f"crawled: the loss fell in {steady:.0%} of the epochs but removed only {drop:.0%} of its "
+                         "starting level")
+        elif steady_decline and ratio >= t.lr_low_linearity and drop < t.lr_low_max_drop:
             verdicts.append("lr_too_low")
     gap, val_rise = evidence.get("gap", math.nan), evidence.get("val_rise", math.nan)
     if gap > t.overfit_gap or (shape_ok and val_rise > t.overfit_val_rise):
