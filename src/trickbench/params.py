@@ -381,7 +381,8 @@ def check_cross_fields(params: dict[str, Any], points: list[Any], source: str) -
 
     from trickbench.catalog import registry_extras
 
-    preprocessings, schedules = registry_extras()["preprocessing"], registry_extras()["schedule"]
+    extras = registry_extras()
+    preprocessings, schedules = extras["preprocessing"], extras["schedule"]
     for point in points:
         config = point.config
         if schedules[config["schedule"]]["restarts"]:

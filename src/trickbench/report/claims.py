@@ -33,6 +33,7 @@ Runs whose metric is missing (diverged: non-finite) drop out with their pair, ex
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -203,13 +204,12 @@ class PresetData:
         present = [key for key in KEYS if key in self.runs.columns]
         if not present:
             return ""
-        commits: dict[str, dict[str, int]] = {}
+        commits: dict[str, Counter[str]] = {}
         for row in self.runs[present].itertuples(index=False):
             record = dict(zip(present, map(str, row)))
-            counts = commits.setdefault(describe(record, commit=False), {})
-            counts[short_commit(record)] = counts.get(short_commit(record), 0) + 1
+            commits.setdefault(describe(record, commit=False), Counter())[short_commit(record)] += 1
 
-        def git(counts: dict[str, int]) -> str:
+        def git(counts: Counter[str]) -> str:
             if len(counts) == 1:
                 return f"git {next(iter(counts))}"
             return "git " + ", ".join(f"{commit} ({n} run{'s' * (n != 1)})" for commit, n in sorted(counts.items()))
