@@ -1,6 +1,7 @@
-"""The claims table (report/claims.py, `trickbench claims`): every registered claim fits its preset's grid;
-synthetic runs with known effects give holds / contradicted / inconclusive / not run, the n, the t-interval
-(against scipy.stats.t), the Holm correction per preset; the committed results/claims.csv is current."""
+"""The claims (trickbench.claims, `trickbench claims`, `trickbench plan`): every registered claim fits its
+preset's grid; synthetic runs with known effects reach every verdict (holds, contradicted, equivalent,
+underpowered with the seeds a closed-form power calculation gives, premise not met, not run, exact);
+n counts independent seeds; seeds beyond the plan stay out; the committed claims table is current."""
 from __future__ import annotations
 
 import io
@@ -11,63 +12,46 @@ import subprocess
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
-from scipy import stats
+from scipy import stats as sps
 
 from conftest import BIN, REPO, tiny_params, write_params
+from trickbench import stats
+from trickbench.claims import (CHANCE, COLUMNS, ENSEMBLE_AXIS, VERDICTS, Claim, ClaimsError, Premise, check_claim,
+                               claims_table, registered)
+from trickbench.claims.evidence import control_mean
 from trickbench.grid import expand_grid, format_value
 from trickbench.params import load_params
-from trickbench.report.claims import (CHANCE, CLAIMS, COLUMNS, ENSEMBLE_AXIS, Claim, ClaimsError, check_claim,
-                                      claims_table)
-from trickbench.report.tables import holm
 
-REGISTERED = [entry.extra["claim"] for entry in CLAIMS]
+REGISTERED = registered()
+FINDINGS = REPO / "docs" / "findings.md"
 
 
 # ------------------------------------------------------------------------------------------------ registry
 
-def test_the_registry_holds_the_issues_claims():
+def test_the_registry_holds_the_claims_of_both_articles():
     ids = [c.claim_id for c in REGISTERED]
-    assert len(ids) >= 24 and len(set(ids)) == len(ids)
-    # the issue's examples, one id each
-    for expected in ["init-zeros-no-learning", "init-small-random-slower-than-he", "init-he-beats-xavier-relu",
-                     "act-sigmoid-slower-than-relu", "act-tanh-slower-than-relu", "lr-too-high-fails",
-                     "lr-too-low-linear", "lr-plateau-beats-constant", "prep-normalize-beats-raw",
-                     "aug-flip-crop-reduces-test-error", "aug-color-jitter-reduces-test-error",
-                     "aug-hsv-reduces-test-error", "aug-fancy-pca-reduces-test-error", "reg-l2-shrinks-gap",
-                     "reg-dropout-shrinks-gap", "reg-max-norm-shrinks-gap", "reg-batch-norm-faster",
-                     "reg-early-stopping-keeps-accuracy", "ens-seeds-beat-best-member", "ens-top-k-beats-best-single",
-                     "ens-snapshot-beats-best-single", "imbalance-oversample-improves", "imbalance-undersample-improves",
-                     "xu-c10-leaky-relu-a5.5-beats-relu", "xu-c10-prelu-beats-relu", "xu-c10-rrelu-beats-relu",
-                     "xu-c10-a100-same-as-relu", "xu-c10-a5.5-beats-a100", "xu-c10-prelu-lowest-train-vs-relu",
-                     "xu-ndsb-rrelu-beats-relu"]:
+    assert len(set(ids)) == len(ids)
+    for expected in ["init-zeros-no-learning", "act-tanh-slower-than-relu", "lr-plateau-beats-constant",
+                     "aug-flip-crop-reduces-test-error", "reg-dropout-lowers-test-error", "bn-allows-higher-lr",
+                     "bn-rescues-poor-init", "opt-adam-faster-than-sgd", "opt-adam-faster-than-rmsprop",
+                     "batch-size-lr-unchanged", "aug-noise-reduces-test-error", "aug-rotation-reduces-test-error",
+                     "aug-contrast-reduces-test-error", "imbalance-sqrt-class-weighted-loss-improves",
+                     "xu-c10-prelu-beats-relu", "xu-ndsb-rrelu-beats-relu"]:
         assert expected in ids, expected
     for c in REGISTERED:
         assert c.source and c.statement.endswith(".") and (REPO / c.config_path).is_file(), c.claim_id
-        assert CLAIMS.entry(c.claim_id).description == c.statement
+        if c.expected in ("less", "greater"):  # every directional claim has a smallest effect of interest
+            from trickbench.claims.verdict import smallest_effect
+
+            assert smallest_effect(c) > 0, c.claim_id
 
 
-def test_every_claim_fits_its_presets_expanded_grid():
-    """Independently of check_claim: the study, the axis, both values and a pair of points exist."""
+def test_every_claim_fits_its_presets_grid():
     for c in REGISTERED:
         params = load_params(REPO / c.config_path)
         check_claim(c, params)
         points = [p for p in expand_grid(params) if p.study == c.study]
-        assert points, c.claim_id
-        if c.axis == ENSEMBLE_AXIS:
-            assert len({p.config["seed"] for p in points}) >= 2, c.claim_id
-            continue
-        assert c.axis in {k for p in points for k in p.axes}, c.claim_id
-        keep = [p for p in points if all(format_value(p.config[k]) in map(format_value, v) for k, v in c.where.items())]
-        treated = [p for p in keep if format_value(p.config[c.axis]) == format_value(c.treatment)]
-        assert len(treated) >= 3, c.claim_id  # the verdict rule needs three pairs
-        if c.control == CHANCE:
-            continue
-        others = {k for p in points for k in p.axes} - {c.axis}
-        controls = {tuple(format_value(p.config[k]) for k in sorted(others))
-                    for p in keep if format_value(p.config[c.axis]) == format_value(c.control)}
-        pairs = [p for p in treated if tuple(format_value(p.config[k]) for k in sorted(others)) in controls]
-        assert len(pairs) >= 3, c.claim_id
+        assert len({p.config["seed"] for p in points}) >= 2, c.claim_id  # replicated by seeds
 
 
 def test_a_claim_whose_value_the_grid_lacks_is_refused():
@@ -77,16 +61,6 @@ def test_a_claim_whose_value_the_grid_lacks_is_refused():
         check_claim(bad, params)
     with pytest.raises(ClaimsError, match="no axis 'lr'"):
         check_claim(Claim("x", "s", "t.", "scaled-cifar10", "activations", "lr", 0.1, 0.01, "test_error", "less"), params)
-
-
-@pytest.mark.parametrize("kind", ["snapshot", "snapshot_of_run"])
-def test_a_snapshot_claim_needs_snapshots(kind):
-    params = load_params(REPO / "configs" / "seed-regularizers.yaml")
-    entry = Claim("x", "s", "t.", "seed-regularizers", "regularizers", ENSEMBLE_AXIS, kind, "best_single", "test_error", "less")
-    check_claim(entry, params)  # the preset keeps 3 snapshots
-    params["train"]["snapshots"] = 1
-    with pytest.raises(ClaimsError, match="train.snapshots < 2"):
-        check_claim(entry, params)
 
 
 @pytest.mark.parametrize("kind", ["seeds", "top_k_of_seed"])
@@ -99,38 +73,66 @@ def test_a_per_seed_ensemble_claim_needs_a_seed_axis(kind):
         check_claim(entry, params)
 
 
+# ------------------------------------------------------------------------------------------------ statistics
+
+@pytest.mark.parametrize("sd, effect, alpha", [(0.0135, 0.0125, 0.05), (0.0157, 0.0066, 0.05 / 8), (0.01, 0.01, 0.05 / 20),
+                                               (0.3, 0.05, 0.05 / 9), (0.02, 0.015, 0.01)])
+def test_seeds_needed_are_within_one_of_the_closed_form(sd, effect, alpha):
+    exact = stats.seeds_needed(sd, effect, alpha)
+    assert abs(exact - math.ceil(stats.closed_form_seeds(sd, effect, alpha))) <= 1
+    assert stats.power_two_sided(int(exact), effect, sd, alpha) >= 0.8 > stats.power_two_sided(int(exact) - 1, effect, sd, alpha)
+    # the minimum detectable effect at that n is at most the effect it was planned for
+    assert stats.minimum_detectable_effect(int(exact), sd, alpha) <= effect + 1e-12
+
+
+def test_the_interval_and_tests_are_scipys():
+    diffs = np.array([0.012, -0.004, 0.02, 0.007, 0.001, 0.015])
+    summary = stats.summarize(diffs)
+    low, high = sps.t.interval(0.95, len(diffs) - 1, loc=diffs.mean(), scale=sps.sem(diffs))
+    assert stats.t_interval(summary, 0.95) == pytest.approx((low, high), abs=1e-14)
+    assert stats.p_two_sided(summary) == pytest.approx(sps.ttest_1samp(diffs, 0).pvalue, rel=1e-10)
+    tost = max(sps.ttest_1samp(diffs, -0.02, alternative="greater").pvalue,
+               sps.ttest_1samp(diffs, 0.02, alternative="less").pvalue)
+    assert stats.p_tost(summary, 0.02) == pytest.approx(tost, rel=1e-10)
+    assert stats.p_below(summary, 0.02) == pytest.approx(sps.ttest_1samp(diffs, 0.02, alternative="less").pvalue, rel=1e-10)
+    # TOST at 0.05 rejects exactly when the 90 % interval lies inside the margin
+    low90, high90 = stats.t_interval(summary, 0.90)
+    for margin in (0.01, 0.015, 0.02, 0.03):
+        assert (stats.p_tost(summary, margin) < 0.05) == (-margin < low90 and high90 < margin)
+    assert stats.holm([0.01, 0.04, math.nan, 0.03]) == pytest.approx([0.03, 0.06, math.nan, 0.06], nan_ok=True)
+
+
 # ------------------------------------------------------------------------------------------------ synthetic
 
 SEEDS = [0, 1, 2, 3, 4, 5]
-NOISE = np.array([0.004, -0.006, 0.010, -0.003, 0.001, -0.006])  # fixed: the differences are known exactly
+NOISE = np.array([0.004, -0.006, 0.010, -0.003, 0.001, -0.006])
 NULL = np.array([0.010, -0.012, 0.004, -0.006, 0.011, -0.007])  # mean 0, spread: a null effect
 BASE = np.array([0.30, 0.32, 0.29, 0.31, 0.33, 0.30])  # relu's test error per seed
-EFFECT = {"relu": 0.0, "prelu": -0.10, "rrelu": +0.10, "leaky_relu_a100": 0.001}
+TEST_ERROR = {"relu": BASE, "prelu": BASE - 0.10 + NOISE, "rrelu": BASE + 0.10 + NOISE, "tanh": BASE + NULL / 20,
+              "leaky_relu_a5.5": BASE + 3 * NULL, "leaky_relu_a100": BASE + 0.004 + NOISE}
+ACTIVATIONS = list(TEST_ERROR)
+FITS = Premise("control_train_error", "fits", control_mean("train_error"), 0.05, "at_most", "test")
 
 
-def _synthetic_preset(root, name, seeds, write_runs=True):
+def _synthetic_preset(root, name, seeds, write_runs=True, plan=None, initializers=("he_normal",)):
     params = tiny_params(paths={"artifacts": f"artifacts/{name}", "results": f"results/{name}"})
-    params["studies"] = {"acts": {"axes": {"activation": ["relu", "prelu", "rrelu", "leaky_relu_a100", "tanh"],
-                                           "seed": seeds}}}
+    params["studies"] = {"acts": {"axes": {"activation": ACTIVATIONS, "initializer": list(initializers), "seed": seeds}}}
+    if plan is not None:
+        params["plan"] = {"seeds": plan}
     (root / "configs").mkdir(exist_ok=True)
     write_params(root / "configs" / f"{name}.yaml", params)
     if not write_runs:
         return
     rows = []
-    for activation in ["relu", "prelu", "rrelu", "leaky_relu_a100", "tanh"]:
-        for i, seed in enumerate(seeds):
-            if activation == "relu":
-                error = BASE[i]
-            elif activation == "tanh":
-                error = BASE[i] + NULL[i]
-            elif activation == "leaky_relu_a100":
-                error = BASE[i] + EFFECT[activation] + NOISE[i] / 10
-            else:
-                error = BASE[i] + EFFECT[activation] + NOISE[i]
-            rows.append({"study": "acts", "point_id": f"activation-{activation}__seed-{seed}", "status": "completed",
-                         "activation": activation, "seed": seed, "test_error": error, "train_error": 0.9 + NOISE[i] / 2,
-                         "epochs_run": 2.0})
-    frame = pd.DataFrame(rows).sample(frac=1.0, random_state=0)  # pairing must follow the seed, not the row order
+    for activation in ACTIVATIONS:
+        for shift, initializer in enumerate(initializers):
+            for i, seed in enumerate(seeds):
+                error = TEST_ERROR[activation][i % len(BASE)] + 0.05 * shift
+                point = f"activation-{activation}__initializer-{initializer}__seed-{seed}"
+                rows.append({"study": "acts", "point_id": point, "status": "completed", "activation": activation,
+                             "seed": seed, "test_error": error, "val_error": error, "epochs_run": 2.0,
+                             "train_error": 0.9 if activation == "tanh" else 0.9 + NOISE[i % len(BASE)] / 2})
+    frame = pd.DataFrame(rows).sample(frac=1.0, random_state=0)  # pairing follows the seed, not the row order
     results = root / "results" / name
     (results / "data").mkdir(parents=True)
     frame.to_csv(results / "runs.csv", index=False)
@@ -143,202 +145,133 @@ def _claim(claim_id, preset, treatment, control, expected, metric="test_error", 
                  expected, **options)
 
 
+SYNTHETIC = [
+    _claim("holds", "synth", "prelu", "relu", "less"),
+    _claim("contradicted", "synth", "rrelu", "relu", "less"),
+    _claim("equivalent", "synth", "tanh", "relu", "less", sesoi=0.01),
+    _claim("underpowered", "synth", "leaky_relu_a5.5", "relu", "less", sesoi=0.01),
+    _claim("premise-not-met", "synth", "prelu", "relu", "less", premises=(FITS,)),
+    _claim("same-holds", "synth", "tanh", "relu", "equivalent", margin=0.01),
+    _claim("same-contradicted", "synth", "rrelu", "relu", "equivalent", margin=0.01),
+    _claim("exact-at-chance", "synth", "tanh", CHANCE, "equivalent", metric="train_error", margin=0.05),
+    _claim("nothing", "never-run", "prelu", "relu", "less"),
+]
+
+
 @pytest.fixture()
 def synthetic(tmp_path):
     _synthetic_preset(tmp_path, "synth", SEEDS)
-    _synthetic_preset(tmp_path, "two-seeds", [0, 1])
     _synthetic_preset(tmp_path, "never-run", SEEDS, write_runs=False)
-    claims = [
-        _claim("large-expected", "synth", "prelu", "relu", "less"),
-        _claim("large-other-way", "synth", "rrelu", "relu", "less"),
-        _claim("null", "synth", "tanh", "relu", "less"),
-        _claim("greater-holds", "synth", "rrelu", "relu", "greater"),
-        _claim("same", "synth", "leaky_relu_a100", "relu", "equivalent", margin=0.01),
-        _claim("not-same", "synth", "rrelu", "relu", "equivalent", margin=0.01),
-        _claim("at-chance", "synth", "leaky_relu_a100", CHANCE, "equivalent", metric="train_error", margin=0.05),
-        _claim("too-few", "two-seeds", "prelu", "relu", "less"),
-        _claim("nothing", "never-run", "prelu", "relu", "less"),
-    ]
-    table, scales = claims_table(claims, tmp_path)
-    return tmp_path, claims, table.set_index("claim_id"), scales
+    table, scales = claims_table(SYNTHETIC, tmp_path)
+    return tmp_path, table.set_index("claim_id"), scales
 
 
-def test_known_effects_get_their_verdicts(synthetic):
-    _, _, table, _ = synthetic
+def test_known_effects_reach_every_verdict(synthetic):
+    _, table, _ = synthetic
     assert list(table.reset_index().columns) == COLUMNS
-    verdicts = table["verdict"].to_dict()
-    assert verdicts == {"large-expected": "holds", "large-other-way": "contradicted", "null": "inconclusive",
-                        "greater-holds": "holds", "same": "holds", "not-same": "contradicted", "at-chance": "holds",
-                        "too-few": "inconclusive", "nothing": "not run"}
-    assert table.loc["large-expected", "effect"] == pytest.approx(-0.10)
-    assert table.loc["large-other-way", "effect"] == pytest.approx(+0.10)
-    assert table.loc["null", "effect"] == pytest.approx(NULL.mean(), abs=1e-12)
-    assert (table.loc[["large-expected", "null", "same", "at-chance"], "n"] == len(SEEDS)).all()
+    assert table["verdict"].to_dict() == {
+        "holds": "holds", "contradicted": "contradicted", "equivalent": "equivalent", "underpowered": "underpowered",
+        "premise-not-met": "premise not met", "same-holds": "holds", "same-contradicted": "contradicted",
+        "exact-at-chance": "holds", "nothing": "not run"}
+    assert set(table["verdict"]) <= set(VERDICTS)
+    assert table.loc["holds", "effect"] == pytest.approx(-0.10)
+    assert (table.loc[["holds", "equivalent", "underpowered"], "n"] == len(SEEDS)).all()
 
 
-def test_the_interval_is_scipys_t_interval_of_the_paired_differences(synthetic):
-    _, _, table, _ = synthetic
-    for claim_id, diffs in [("large-expected", EFFECT["prelu"] + NOISE), ("null", NULL),
-                            ("same", EFFECT["leaky_relu_a100"] + NOISE / 10)]:
-        low, high = stats.t.interval(0.95, len(diffs) - 1, loc=diffs.mean(), scale=stats.sem(diffs))
-        assert table.loc[claim_id, "ci_low"] == pytest.approx(low, abs=1e-12)
-        assert table.loc[claim_id, "ci_high"] == pytest.approx(high, abs=1e-12)
+def test_underpowered_states_its_power_and_the_seeds_it_needs(synthetic):
+    _, table, _ = synthetic
+    row = table.loc["underpowered"]
+    sd = float(np.std(3 * NULL, ddof=1))
+    level = 0.05 / 8  # the power is planned at alpha over the preset's claims (8 name "synth")
+    assert row["mde"] == pytest.approx(stats.minimum_detectable_effect(len(SEEDS), sd, level))
+    assert row["mde"] > row["sesoi"] == 0.01
+    assert abs(row["seeds_needed"] - math.ceil(stats.closed_form_seeds(sd, 0.01, level))) <= 1
 
 
-def test_p_is_holm_corrected_over_the_claims_of_one_preset(synthetic):
-    _, _, table, _ = synthetic
-    relu = BASE
-    raw = {
-        "large-expected": stats.ttest_rel(relu + EFFECT["prelu"] + NOISE, relu).pvalue,
-        "large-other-way": stats.ttest_rel(relu + EFFECT["rrelu"] + NOISE, relu).pvalue,
-        "null": stats.ttest_rel(relu + NULL, relu).pvalue,
-        "greater-holds": stats.ttest_rel(relu + EFFECT["rrelu"] + NOISE, relu).pvalue,
-    }
-    same = EFFECT["leaky_relu_a100"] + NOISE / 10  # TOST: the larger one-sided p against ±0.01
-    raw["same"] = max(stats.ttest_1samp(same, -0.01, alternative="greater").pvalue,
-                      stats.ttest_1samp(same, 0.01, alternative="less").pvalue)
-    not_same = EFFECT["rrelu"] + NOISE
-    raw["not-same"] = max(stats.ttest_1samp(not_same, -0.01, alternative="greater").pvalue,
-                          stats.ttest_1samp(not_same, 0.01, alternative="less").pvalue)
-    chance = 0.9 + NOISE / 2 - 0.9
-    raw["at-chance"] = max(stats.ttest_1samp(chance, -0.05, alternative="greater").pvalue,
-                           stats.ttest_1samp(chance, 0.05, alternative="less").pvalue)
-    ids = list(raw)
-    adjusted = dict(zip(ids, holm([raw[i] for i in ids])))
-    for claim_id in ids:
-        assert table.loc[claim_id, "p_holm"] == pytest.approx(adjusted[claim_id], rel=1e-9), claim_id
-        assert table.loc[claim_id, "p_holm"] >= raw[claim_id]
-    # the null claim's raw p is what Holm multiplies: below alpha alone it would still not hold here
-    assert adjusted["null"] > 0.05
+def test_premises_are_measured_and_stop_the_test(synthetic):
+    _, table, _ = synthetic
+    row = table.loc["premise-not-met"]
+    assert "control_train_error = 0.9" in row["premises"] and "not met" in row["premises"]
+    assert math.isnan(row["p_holm"]) and row["effect"] == pytest.approx(-0.10)  # the effect is still shown
 
 
-def test_too_few_pairs_and_presets_not_run_get_no_numbers(synthetic):
-    _, _, table, scales = synthetic
-    too_few = table.loc["too-few"]
-    assert too_few["n"] == 2 and too_few["effect"] == pytest.approx(-0.10 + NOISE[:2].mean())
-    assert all(math.isnan(too_few[c]) for c in ("ci_low", "ci_high", "p_holm"))
-    nothing = table.loc["nothing"]
-    assert nothing["n"] == 0 and all(math.isnan(nothing[c]) for c in ("effect", "ci_low", "ci_high", "p_holm"))
-    assert "not run" in scales["never-run"] and "2 epochs run, 30 runs" in scales["synth"]
-    assert "1,000 training images, 10 classes" in scales["synth"]
+def test_exact_claims_are_decided_by_their_values_not_by_a_p(synthetic):
+    _, table, _ = synthetic
+    row = table.loc["exact-at-chance"]
+    assert row["exact"] and row["effect"] == 0 and math.isnan(row["p"]) and math.isnan(row["p_holm"])
 
 
-def test_a_diverged_run_drops_its_pair_unless_it_counts_as_chance(tmp_path):
-    _synthetic_preset(tmp_path, "synth", SEEDS)
-    runs_path = tmp_path / "results" / "synth" / "runs.csv"
-    runs = pd.read_csv(runs_path)
-    diverged = runs["point_id"] == "activation-rrelu__seed-0"
-    runs.loc[diverged, "status"], runs.loc[diverged, "test_error"] = "diverged", math.nan
-    runs.to_csv(runs_path, index=False)
-    claims = [_claim("dropped", "synth", "rrelu", "relu", "greater"),
-              _claim("as-chance", "synth", "rrelu", "relu", "greater", diverged_as_chance=True)]
-    table = claims_table(claims, tmp_path)[0].set_index("claim_id")
-    assert table.loc["dropped", "n"] == len(SEEDS) - 1
-    assert table.loc["dropped", "effect"] == pytest.approx((EFFECT["rrelu"] + NOISE[1:]).mean())
-    assert table.loc["as-chance", "n"] == len(SEEDS)
-    expected = np.r_[0.9 - BASE[0], EFFECT["rrelu"] + NOISE[1:]]
-    assert table.loc["as-chance", "effect"] == pytest.approx(expected.mean())
+def test_p_is_holm_corrected_over_the_tested_claims_of_one_preset(synthetic):
+    _, table, _ = synthetic
+    diffs = {cid: TEST_ERROR[t] - BASE for cid, t in (("holds", "prelu"), ("contradicted", "rrelu"),
+                                                      ("equivalent", "tanh"), ("underpowered", "leaky_relu_a5.5"))}
+    raw = {cid: sps.ttest_1samp(d, 0).pvalue for cid, d in diffs.items()}
+    for cid, treatment in (("same-holds", "tanh"), ("same-contradicted", "rrelu")):
+        d = TEST_ERROR[treatment] - BASE
+        raw[cid] = max(sps.ttest_1samp(d, -0.01, alternative="greater").pvalue,
+                       sps.ttest_1samp(d, 0.01, alternative="less").pvalue)
+    adjusted = dict(zip(raw, stats.holm(list(raw.values()))))  # premise-not-met and the exact claim: no test
+    for cid in raw:
+        assert table.loc[cid, "p_holm"] == pytest.approx(adjusted[cid], rel=1e-9), cid
 
 
-def test_where_keeps_only_the_named_values_of_another_axis(tmp_path):
-    params = tiny_params(paths={"artifacts": "artifacts/w", "results": "results/w"})
-    params["studies"] = {"grid": {"axes": {"initializer": ["he_normal", "xavier_uniform"],
-                                           "activation": ["relu", "tanh"], "seed": [0, 1, 2]}}}
-    (tmp_path / "configs").mkdir()
-    write_params(tmp_path / "configs" / "w.yaml", params)
-    rows = []
-    for point in expand_grid(load_params(tmp_path / "configs" / "w.yaml")):
-        axes = point.axes
-        # He beats Xavier by 0.05 for ReLU only; for tanh Xavier is better by 0.05
-        sign = -1 if axes["activation"] == "relu" else 1
-        error = 0.2 + (0.05 * sign if axes["initializer"] == "he_normal" else 0.0) + 0.001 * axes["seed"]
-        rows.append({"study": "grid", "point_id": point.point_id, "status": "completed", **axes, "test_error": error})
-    (tmp_path / "results" / "w").mkdir(parents=True)
-    pd.DataFrame(rows).to_csv(tmp_path / "results" / "w" / "runs.csv", index=False)
-    relu = Claim("relu", "s", "t.", "w", "grid", "initializer", "he_normal", "xavier_uniform", "test_error", "less",
-                 where={"activation": ["relu"]})
-    both = Claim("both", "s", "t.", "w", "grid", "initializer", "he_normal", "xavier_uniform", "test_error", "less")
-    table = claims_table([relu, both], tmp_path)[0].set_index("claim_id")
-    assert table.loc["relu", "n"] == 3 and table.loc["relu", "effect"] == pytest.approx(-0.05)
-    assert table.loc["both", "n"] == 6 and table.loc["both", "effect"] == pytest.approx(0.0, abs=1e-12)
-    assert table.loc["relu", "treatment"] == "initializer=he_normal; activation=relu"
+def test_n_counts_seeds_not_pooled_points(tmp_path):
+    """A claim that spans another axis averages its differences per seed first: n is the seeds."""
+    _synthetic_preset(tmp_path, "two-inits", SEEDS, initializers=("he_normal", "xavier_uniform"))
+    table = claims_table([_claim("pooled", "two-inits", "prelu", "relu", "less")], tmp_path)[0].iloc[0]
+    assert table["n"] == len(SEEDS) and table["effect"] == pytest.approx(-0.10)
+    assert table["pooling"] == "mean over initializer (he_normal, xavier_uniform) per seed"
 
 
-# ------------------------------------------------------------------------------------------------ real registry
-
-def _fill_every_preset(root):
-    """Synthetic committed results for every preset the registry names: every grid point completed."""
-    rng = np.random.default_rng(0)
-    shutil.copytree(REPO / "configs", root / "configs")
-    for preset in dict.fromkeys(c.preset for c in REGISTERED):
-        params = load_params(root / "configs" / f"{preset}.yaml")
-        results = root / params["paths"]["results"]
-        runs, curves = [], []
-        for point in expand_grid(params):
-            labels = {k: format_value(v) for k, v in point.axes.items()}
-            runs.append({"study": point.study, "point_id": point.point_id, "status": "completed", **labels,
-                         **{m: rng.uniform(0.1, 0.9) for m in ["train_error", "val_error", "test_error", "train_loss",
-                                                               "val_loss", "test_loss", "train_loss_running", "test_mean_recall"]},
-                         "epochs_run": 5.0})
-            for epoch in range(1, 6):
-                curves.append({"study": point.study, "point_id": point.point_id, "epoch": epoch,
-                               "train_loss": 2.3 / epoch + rng.uniform(0, 0.1)})
-        (results / "data").mkdir(parents=True)
-        pd.DataFrame(runs).to_csv(results / "runs.csv", index=False)
-        pd.DataFrame(curves).to_csv(results / "curves.csv", index=False)
-        pd.DataFrame({"class": list("abcdefghij"), "train": 10, "val": 2, "test": 2}).to_csv(
-            results / "data" / "class_counts.csv", index=False)
-        for study in params["studies"]:
-            points = [p for p in expand_grid(params) if p.study == study]
-            ids = [p.point_id for p in points]
-            (results / study).mkdir()
-            pd.DataFrame({"point_id": ids, "late_over_early": rng.uniform(0.1, 1.0, len(ids))}).to_csv(
-                results / study / "diagnosis.csv", index=False)
-            configurations = {tuple((k, format_value(v)) for k, v in p.axes.items() if k != "seed") for p in points}
-            seeds = {p.config["seed"] for p in points}
-            kinds = ["best_single", "top_k", *["seeds"] * len(configurations), "snapshot",
-                     *["top_k_of_seed"] * len(seeds), *["snapshot_of_run"] * len(ids)]
-            pd.DataFrame({"kind": kinds, "gain_test_error": rng.normal(0, 0.01, len(kinds)),
-                          "gain_over_best_member_test_error": rng.normal(0, 0.01, len(kinds))}).to_csv(
-                results / study / "ensembles.csv", index=False)
+def test_seeds_beyond_the_plan_stay_out_of_the_verdict(tmp_path):
+    _synthetic_preset(tmp_path, "planned", SEEDS, plan={"acts": 4})
+    row = claims_table([_claim("planned", "planned", "prelu", "relu", "less")], tmp_path)[0].iloc[0]
+    assert row["n"] == 4 and row["seeds_beyond_plan"] == 2
+    assert row["effect"] == pytest.approx(-0.10 + NOISE[:4].mean())
 
 
-def test_every_registered_claim_is_evaluated_once_its_preset_has_run(tmp_path):
-    _fill_every_preset(tmp_path)
-    table = claims_table(None, tmp_path)[0].set_index("claim_id")
-    assert len(table) == len(REGISTERED) and "not run" not in set(table["verdict"])
-    n = table["n"].to_dict()
-    assert n["init-he-beats-xavier-relu"] == 5  # relu only, 5 seeds
-    assert n["act-sigmoid-slower-than-relu"] == 15  # 3 non-zero initializers x 5 seeds
-    assert n["init-zeros-no-learning"] == 15  # 3 activations x 5 seeds, against chance
-    assert n["lr-plateau-beats-constant"] == 5 and n["xu-c10-prelu-beats-relu"] == 8  # 5 and 8 seeds
-    # seed-regularizers: 9 regularizer settings x 5 seeds = 45 runs
-    assert n["ens-seeds-beat-best-member"] == 9 and n["ens-top-k-beats-best-single"] == 5
-    assert n["ens-snapshot-beats-best-single"] == 45
-    assert n["ens-snapshot-cycles-beat-run"] == 5  # seed-learning-rates' snapshot study: one run per seed
-    evaluated = table[table["n"] >= 3]
-    assert evaluated[["effect", "ci_low", "ci_high", "p_holm"]].notna().all().all()
-    # BN's epochs to loss 1.0: every synthetic curve reaches it at epoch 2 or 3
-    assert abs(table.loc["reg-batch-norm-faster", "effect"]) <= 1
+def test_a_per_run_ensemble_is_averaged_per_seed(tmp_path):
+    _synthetic_preset(tmp_path, "ens", SEEDS)
+    study = tmp_path / "results" / "ens" / "acts"
+    study.mkdir()
+    labels = [f"epochs 1, 2 of activation-{a}__initializer-he_normal__seed-{s}" for a in ("relu", "prelu") for s in SEEDS]
+    gains = [0.01 * (s + 1) for _ in range(2) for s in SEEDS]
+    pd.DataFrame({"kind": "snapshot_of_run", "label": labels, "gain_test_error": gains,
+                  "gain_over_best_member_test_error": 0.0}).to_csv(study / "ensembles.csv", index=False)
+    entry = Claim("snap", "s", "t.", "ens", "acts", ENSEMBLE_AXIS, "snapshot_of_run", "best_single", "test_error", "less")
+    row = claims_table([entry], tmp_path)[0].iloc[0]
+    assert row["n"] == len(SEEDS) and row["unit"] == "seed" and row["effect"] == pytest.approx(-np.mean(gains))
 
 
-# ------------------------------------------------------------------------------------------------ command
+def test_the_forest_plot_places_each_claim_in_units_of_its_sesoi(synthetic):
+    from trickbench.claims.render import forest_figure
 
-def _run(root, *extra):
-    return subprocess.run([str(BIN / "trickbench"), "claims", "--root", str(root), "--out", str(root / "out"), *extra],
-                          cwd=root, capture_output=True, text=True, timeout=300)
+    _, table, _ = synthetic
+    figure = forest_figure(table.reset_index())
+    points = {line.get_gid(): line for line in figure.axes[0].lines if line.get_gid()}
+    # a "less" claim is mirrored: an effect of −0.10 with SESOI 0.01 is drawn at +10 (in its favour)
+    assert points["effect:holds"].get_xdata()[0] == pytest.approx(10.0)
+    assert points["effect:contradicted"].get_xdata()[0] == pytest.approx(-10.0)
+    assert "effect:nothing" not in points and "ci:exact-at-chance" in points
+    colours = {line.get_gid(): line.get_color() for line in figure.axes[0].lines if line.get_gid()}
+    assert colours["effect:holds"] != colours["effect:underpowered"]
 
 
-def test_the_command_writes_both_tables_and_says_not_run(tmp_path):
+# ------------------------------------------------------------------------------------------------ commands
+
+def _run(root, *args):
+    return subprocess.run([str(BIN / "trickbench"), *args], cwd=root, capture_output=True, text=True, timeout=300)
+
+
+def test_the_command_writes_the_tables_and_the_forest_plot(tmp_path):
     shutil.copytree(REPO / "configs", tmp_path / "configs")
-    done = _run(tmp_path)
+    done = _run(tmp_path, "claims", "--root", str(tmp_path), "--out", str(tmp_path / "out"))
     assert done.returncode == 0, done.stderr
     table = pd.read_csv(tmp_path / "out" / "claims.csv")
     assert list(table.columns) == COLUMNS and len(table) == len(REGISTERED)
-    assert set(table["verdict"]) == {"not run"} and (table["n"] == 0).all() and table["effect"].isna().all()
-    markdown = (tmp_path / "out" / "claims.md").read_text()
-    assert "## scaled-cifar10" in markdown and "Scale: small_cnn width 16" in markdown
-    assert "scaled-cifar10 [small_cnn width 16" in done.stdout
+    assert set(table["verdict"]) == {"not run"} and (table["n"] == 0).all()
+    assert (tmp_path / "out" / "claims.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "## scaled-cifar10" in (tmp_path / "out" / "claims.md").read_text()
 
 
 @pytest.mark.parametrize("content, culprit", [
@@ -351,11 +284,42 @@ def test_an_unreadable_runs_table_fails_cleanly_and_writes_nothing(tmp_path, con
     runs = tmp_path / "results" / "scaled-cifar10" / "runs.csv"
     runs.parent.mkdir(parents=True)
     runs.write_text(content)
-    done = _run(tmp_path)
+    done = _run(tmp_path, "claims", "--root", str(tmp_path), "--out", str(tmp_path / "out"))
     assert done.returncode == 2, done.stderr
     assert done.stderr.strip().count("\n") == 0 and culprit in done.stderr, done.stderr
     assert not (tmp_path / "out").exists()
 
+
+def test_plan_prints_the_seeds_each_claim_needs_and_records_them(tmp_path):
+    _synthetic_preset(tmp_path, "synth", SEEDS)
+    import trickbench.claims.model as model
+
+    # the plan reads the registry: register the synthetic claims for this test only
+    added = [c for c in SYNTHETIC if c.preset == "synth"]
+    saved = dict(model.CLAIMS._entries)
+    try:
+        for c in added:
+            model.CLAIMS.add(c.claim_id, lambda c=c: c, c.statement, claim=c)
+        from trickbench.claims.plan import apply_plan
+
+        text, plans = apply_plan("synth", tmp_path, None, budget=40, write=True)
+    finally:
+        model.CLAIMS._entries = saved
+    by_id = {p.claim_id: p for p in plans}
+    sd = float(np.std(3 * NULL, ddof=1))
+    assert by_id["underpowered"].sd == pytest.approx(sd)
+    assert abs(by_id["underpowered"].seeds_needed - math.ceil(stats.closed_form_seeds(sd, 0.01, 0.05 / len(added)))) <= 1
+    assert "underpowered" in text and "seeds needed" in text
+    recorded = load_params(tmp_path / "configs" / "synth.yaml")["plan"]["seeds"]
+    assert recorded == {"acts": max(3, min(40, int(max(p.seeds_needed for p in plans if not math.isnan(p.seeds_needed)))))}
+
+
+def test_plan_refuses_a_preset_without_claims(tmp_path):
+    done = _run(REPO, "plan", "no-such-preset")
+    assert done.returncode == 2 and "no claim names preset 'no-such-preset'" in done.stderr
+
+
+# ------------------------------------------------------------------------------------------------ committed
 
 def test_the_committed_claims_table_is_current():
     """results/claims.csv is what `trickbench claims` makes from the committed runs (rerun it after a preset)."""
@@ -364,85 +328,47 @@ def test_the_committed_claims_table_is_current():
     pd.testing.assert_frame_equal(committed, pd.read_csv(io.StringIO(fresh.to_csv(index=False))))
 
 
-def test_the_readme_counts_are_the_committed_tables():
-    """The README's "What holds up" opens with the verdict counts of results/claims.csv."""
-    import re
-
-    committed = pd.read_csv(REPO / "results" / "claims.csv")["verdict"].value_counts()
-    text = (REPO / "README.md").read_text()
-    found = re.search(r"\*\*Today \((\d+) claims\): (\d+) holds, (\d+) contradicted, (\d+) inconclusive, "
-                      r"(\d+) not run\.\*\*", text)
-    assert found, "README: the claims summary line is missing"
-    assert [int(g) for g in found.groups()] == [int(committed.sum()), *(int(committed.get(v, 0)) for v in
-                                                                          ["holds", "contradicted", "inconclusive", "not run"])]
-
-
-def test_the_readme_table_is_the_committed_table(tmp_path):
-    """The README's claims table is what `trickbench claims --readme README.md` writes from results/claims.csv,
-    and the command rewrites exactly that block."""
-    from trickbench.report.claims import README_TABLE, readme_table
+def test_the_findings_page_table_is_the_committed_table(tmp_path):
+    """docs/findings.md's claims table is what `trickbench claims --readme docs/findings.md` writes, and the
+    command rewrites exactly that block; a page without markers is refused before anything is written."""
+    from trickbench.claims.render import README_TABLE, readme_table
 
     committed = pd.read_csv(REPO / "results" / "claims.csv")
-    text = (REPO / "README.md").read_text()
     begin, end = README_TABLE
-    assert text.split(begin)[1].split(end)[0].strip() == readme_table(committed)
-    readme = tmp_path / "README.md"
-    readme.write_text(f"# intro\n\n{begin}\nstale\n{end}\n\nprose after\n")
+    assert FINDINGS.read_text().split(begin)[1].split(end)[0].strip() == readme_table(committed)
+    page = tmp_path / "findings.md"
+    page.write_text(f"# intro\n\n{begin}\nstale\n{end}\n\nprose after\n")
     shutil.copytree(REPO / "configs", tmp_path / "configs")
-    done = _run(tmp_path, "--readme", str(readme))
-    assert done.returncode == 0, done.stderr
+    claims = ("claims", "--root", str(tmp_path), "--out", str(tmp_path / "out"))
+    assert _run(tmp_path, *claims, "--readme", str(page)).returncode == 0
     fresh = pd.read_csv(tmp_path / "out" / "claims.csv")
-    assert readme.read_text() == f"# intro\n\n{begin}\n{readme_table(fresh)}\n{end}\n\nprose after\n"
-    readme.write_text("no markers\n")
-    refused = _run(tmp_path, "--readme", str(readme))
-    assert refused.returncode == 2 and "claims:table:begin" in refused.stderr and readme.read_text() == "no markers\n"
+    assert page.read_text() == f"# intro\n\n{begin}\n{readme_table(fresh)}\n{end}\n\nprose after\n"
+    page.write_text("no markers\n")
     shutil.rmtree(tmp_path / "out")
-    assert _run(tmp_path, "--readme", str(tmp_path / "absent.md")).returncode == 2
-    assert not (tmp_path / "out").exists()  # refused before the tables are written
-
-
-def test_the_scale_line_names_each_machine_once_with_its_commits(tmp_path):
-    """A preset extended at a later commit (more seeds): one machine, both commits with their run counts."""
-    from trickbench.report.claims import PresetData
-
-    _synthetic_preset(tmp_path, "synth", SEEDS)
-    runs = pd.read_csv(tmp_path / "results" / "synth" / "runs.csv")
-    machine = {"cpu": "Test CPU", "gpu": "none", "torch": "2.14.1", "cuda": "none", "cudnn": "none", "threads": 1,
-               "python": "3.11.7"}
-    commits = ["a" * 40 if i < 3 else "b" * 40 + "-dirty" for i in range(len(runs))]
-    runs.assign(**machine, git_commit=commits).to_csv(tmp_path / "results" / "synth" / "runs.csv", index=False)
-    scale = PresetData(load_params(tmp_path / "configs" / "synth.yaml"), tmp_path).scale()
-    assert scale.count("made on Test CPU") == 1
-    assert scale.endswith(f"Python 3.11.7, git {'a' * 12} (3 runs), {'b' * 12}-dirty ({len(runs) - 3} runs)")
+    refused = _run(tmp_path, *claims, "--readme", str(page))
+    assert refused.returncode == 2 and "claims:table:begin" in refused.stderr and page.read_text() == "no markers\n"
+    assert _run(tmp_path, *claims, "--readme", "/dev/zero").returncode == 2
+    assert not (tmp_path / "out").exists()
 
 
 def test_xu_claims_carry_the_papers_own_difference():
-    from trickbench.report.claims import paper_effect
+    from trickbench.claims import paper_effect
 
     by_id = {c.claim_id: c for c in REGISTERED}
-    # Table 3: PReLU 11.79 % against ReLU 12.45 % test error; Table 4: a=5.5 40.42 % against ReLU 42.90 %
     assert paper_effect(by_id["xu-c10-prelu-beats-relu"]) == pytest.approx(0.1179 - 0.1245)
-    assert paper_effect(by_id["xu-c100-leaky-relu-a5.5-beats-relu"]) == pytest.approx(0.4042 - 0.4290)
     assert paper_effect(by_id["xu-ndsb-prelu-lowest-train"]) == pytest.approx(0.7187 - 0.8092)
-    assert paper_effect(by_id["xu-c10-rrelu-regularizes"]) == pytest.approx((0.1119 - 0.0055) - (0.1245 - 0.00318))
     assert math.isnan(paper_effect(by_id["init-zeros-no-learning"]))
 
 
 def test_the_report_of_a_preset_gives_its_claims_and_declares_them(monkeypatch):
-    """A preset's report (params whose results folder is configs/<preset>.yaml's) writes and declares the
-    verdicts on exactly the claims naming that preset; other params get none."""
-    from conftest import REPO, tiny_params
-    from trickbench.params import load_params
+    from trickbench.claims import preset_claims
     from trickbench.paths import Layout
-    from trickbench.report.claims import CLAIMS, preset_claims
     from trickbench.report.outputs import report_outputs
 
     monkeypatch.chdir(REPO)
     params = load_params(REPO / "configs" / "seed-initializers.yaml")
-    expected = sorted(e.extra["claim"].claim_id for e in CLAIMS if e.extra["claim"].preset == "seed-initializers")
+    expected = sorted(c.claim_id for c in REGISTERED if c.preset == "seed-initializers")
     assert expected and sorted(c.claim_id for c in preset_claims(params)) == expected
     declared = {str(p) for p in report_outputs(params, Layout.from_params(params))}
-    assert {f"results/seed-initializers/claims.{ext}" for ext in ("md", "csv", "html")} <= declared
-    tiny = tiny_params()
-    assert preset_claims(tiny) == []
-    assert not any("claims" in str(p) for p in report_outputs(tiny, Layout.from_params(tiny)))
+    assert {f"results/seed-initializers/claims.{ext}" for ext in ("md", "csv", "html", "png")} <= declared
+    assert preset_claims(tiny_params()) == []

@@ -77,7 +77,7 @@ def test_every_bad_input_class_keeps_its_message_as_the_line(name):
 
 
 def test_module_bad_input_classes_are_bad_input():
-    from trickbench.report.claims import ClaimsError
+    from trickbench.claims import ClaimsError
     from trickbench.slots import SlotError
     from trickbench.versions import VersionsError
 

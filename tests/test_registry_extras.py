@@ -37,7 +37,7 @@ def test_the_real_registries_refuse_an_entry_without_what_the_code_reads(kind, e
 
 
 def test_the_claims_registry_declares_the_claim():
-    from trickbench.report.claims import CLAIMS
+    from trickbench.claims import CLAIMS
 
     assert CLAIMS.extras == ("claim",)
     with pytest.raises(TypeError, match="registered without claim"):

@@ -192,17 +192,24 @@ def cmd_report(args: argparse.Namespace) -> None:
 
 
 def cmd_claims(args: argparse.Namespace) -> None:
-    from trickbench.report.claims import VERDICTS, readme_parts, update_readme, write_claims
+    from trickbench.claims import VERDICTS, readme_parts, update_readme, write_claims
 
     if args.readme is not None:
-        readme_parts(args.readme)  # a README without its markers: refused before anything is written
+        readme_parts(args.readme)  # a page without its markers: refused before anything is written
     table, scales = write_claims(args.out, args.root)
     if args.readme is not None:
         update_readme(args.readme, table)
     for preset, part in table.groupby("preset", sort=False):
         counts = part["verdict"].value_counts()
-        print(f"{preset} [{scales[preset]}]: " + ", ".join(f"{counts.get(v, 0)} {v}" for v in VERDICTS))
-    print(f"claims: {len(table)} claims -> {args.out / 'claims.csv'}, {args.out / 'claims.md'}")
+        print(f"{preset} [{scales[preset]}]: " + ", ".join(f"{counts.get(v, 0)} {v}" for v in VERDICTS if counts.get(v)))
+    print(f"claims: {len(table)} claims -> {args.out / 'claims.csv'}, {args.out / 'claims.md'}, {args.out / 'claims.png'}")
+
+
+def cmd_plan(args: argparse.Namespace) -> None:
+    from trickbench.claims.plan import apply_plan
+
+    text, _ = apply_plan(args.preset, args.root, args.pilot, args.budget, args.write)
+    print(text)
 
 
 def cmd_diff(args: argparse.Namespace) -> None:
@@ -221,6 +228,16 @@ def cmd_pull(args: argparse.Namespace) -> None:
     from trickbench.versions import pull
 
     print(pull(args.root, args.remote))
+
+
+def _seed_budget(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of seeds from 3 to 1000, got {text!r}") from None
+    if not 3 <= value <= 1000:
+        raise argparse.ArgumentTypeError(f"expected a whole number of seeds from 3 to 1000, got {value}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -264,6 +281,14 @@ def build_parser() -> argparse.ArgumentParser:
     claims.add_argument("--out", type=Path, default=Path("results"), help="folder of claims.md and claims.csv")
     claims.add_argument("--readme", type=Path, default=None,
                         help="also rewrite the claims table of this README (between its claims:table markers)")
+    plan = add("plan", cmd_plan, "seeds each claim of a preset needs for 80 % power, from a pilot's paired spread; "
+               "--write records them in configs/<preset>.yaml (plan.seeds)")
+    plan.add_argument("preset", help="a preset with claims (configs/<preset>.yaml)")
+    plan.add_argument("--root", type=Path, default=Path("."), help="project root holding configs/ and results/")
+    plan.add_argument("--pilot", type=Path, default=None,
+                      help="the pilot's results folder (default: the preset's own results, every seed run so far)")
+    plan.add_argument("--budget", type=_seed_budget, default=20, help="most seeds per study the plan may ask for")
+    plan.add_argument("--write", action="store_true", help="record the plan in the preset's config")
     changes = add("diff", cmd_diff, "which metrics changed between two results folders or two git commits of "
                   "results/, by how much, and whether params, data, code or machine changed")
     changes.add_argument("a", help="a results folder, or a git commit (its results/)")

@@ -134,6 +134,23 @@ class Layout:
     def runs_table(self) -> Path:
         return self.results / "runs.csv"
 
+    @property
+    def curves_table(self) -> Path:
+        """Every run's per-epoch curves in long format (one row per run and epoch): DVC's plots read it."""
+        return self.results / "curves.csv"
+
+    @property
+    def class_counts_table(self) -> Path:
+        return self.results / "data" / "class_counts.csv"
+
+    def study_table(self, study: str, name: str, ext: str = "csv") -> Path:
+        """A study's table of the report (summary, diagnosis, ensembles, ...) in one format."""
+        return self.study_results(study) / f"{name}.{ext}"
+
+    def claims_file(self, ext: str) -> Path:
+        """The verdicts on a preset's claims (claims.md/.csv/.html) and their forest plot (claims.png)."""
+        return self.results / f"claims.{ext}"
+
     # Snakemake's job logs (DVC prints to the terminal)
     def log(self, *names: str) -> Path:
         """logs/<rule>.log, or logs/<rule>/<study>/<point>.log for a job per study or point; a name is kept

@@ -34,8 +34,7 @@ REPORT_ITEMS: dict[str, tuple[str, str]] = {
 
 
 def curves_table(layout: Layout) -> Path:
-    """Every run's per-epoch curves in long format (one row per run and epoch): DVC's plots read it."""
-    return layout.results / "curves.csv"
+    return layout.curves_table
 
 
 def runs_html(layout: Layout) -> Path:
@@ -97,17 +96,17 @@ def table_paths(outputs: dict[str, Path], name: str) -> dict[str, Path]:
 
 
 def claims_outputs(params: dict[str, Any], layout: Layout) -> dict[str, Path]:
-    """The verdicts on the claims this preset tests (report/claims.py), if params are a preset's."""
-    from trickbench.report.claims import preset_claims
+    """The verdicts on the claims this preset tests (trickbench.claims) and their forest plot, if params are a
+    preset's."""
+    from trickbench.claims import preset_claims
 
     if not preset_claims(params):
         return {}
-    return {ext: layout.results / f"claims.{ext}" for ext in ("md", "csv", "html")}
+    return {ext: layout.claims_file(ext) for ext in ("md", "csv", "html", "png")}
 
 
 def class_counts_outputs(layout: Layout) -> dict[str, Path]:
-    stem = layout.results / "data" / "class_counts"
-    return {ext: stem.with_suffix(f".{ext}") for ext in TABLE_FORMATS}
+    return {ext: layout.class_counts_table.with_suffix(f".{ext}") for ext in TABLE_FORMATS}
 
 
 @dataclass(frozen=True)
@@ -128,7 +127,7 @@ def report_entries(params: dict[str, Any], layout: Layout) -> list[ReportEntry]:
                ReportEntry(layout.spectrum_figure, "pca_spectrum", "0 all studies", "data"),
                *(ReportEntry(path, "class_counts" if ext == "html" else None, "0 all studies", "data")
                  for ext, path in class_counts_outputs(layout).items()),
-               *(ReportEntry(path, "claims" if ext == "html" else None, "0 all studies", "claims")
+               *(ReportEntry(path, {"html": "claims", "png": "claims_forest"}.get(ext), "0 all studies", "claims")
                  for ext, path in claims_outputs(params, layout).items())]
     for study in params["studies"]:
         for key, path in study_outputs(params, layout, study).items():

@@ -79,9 +79,9 @@ def finite_or_none(value: Any) -> Any:
 
 
 def claims_report(params: dict[str, Any], footer: str) -> tuple[Table, str] | None:
-    """The verdicts on the claims this preset tests (report/claims.py), read from the tables the report has
+    """The verdicts on the claims this preset tests (trickbench.claims), read from the tables the report has
     just written: the table (CSV and HTML) and the Markdown; None when params are no preset's."""
-    from trickbench.report.claims import claims_markdown, claims_table, preset_claims
+    from trickbench.claims import claims_markdown, claims_table, preset_claims
 
     claims = preset_claims(params)
     if not claims:

@@ -16,6 +16,7 @@ import pandas as pd
 
 from trickbench.provenance import KEYS as PROVENANCE_KEYS
 from trickbench.registry import Registry
+from trickbench.stats import holm as stats_holm
 from trickbench.report.paper import ACTIVATION_ORDER, ReferenceTable
 
 METRIC_LABELS = {
@@ -163,14 +164,8 @@ CORRECTIONS = Registry("correction", extras=("adjusted",))
 @CORRECTIONS.register("holm", "Holm-Bonferroni step-down over the activations compared with the baseline",
                       adjusted="Holm-adjusted")
 def holm(pvalues: list[float]) -> list[float]:
-    """Holm-Bonferroni adjusted p-values (NaN stays NaN and is not counted)."""
-    finite = sorted((p, i) for i, p in enumerate(pvalues) if not math.isnan(p))
-    adjusted = [math.nan] * len(pvalues)
-    running, m = 0.0, len(finite)
-    for rank, (p, index) in enumerate(finite):
-        running = max(running, min(1.0, (m - rank) * p))
-        adjusted[index] = running
-    return adjusted
+    """Holm-Bonferroni adjusted p-values (trickbench.stats.holm)."""
+    return stats_holm(pvalues)
 
 
 @CORRECTIONS.register("none", "no correction: each p is tested at alpha on its own", adjusted=None)

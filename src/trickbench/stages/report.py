@@ -143,8 +143,10 @@ def log_summary_run(params: dict[str, Any], layout: Layout, study: str, data: St
 
 
 def preset_verdicts(params: dict[str, Any], layout: Layout, made: str) -> list[Path]:
-    """results/<preset>/claims.{md,csv,html}: the verdicts on the claims this preset tests, from the tables
-    this report has just written (the same rule as `trickbench claims` over every preset)."""
+    """results/<preset>/claims.{md,csv,html,png}: the verdicts on the claims this preset tests and their forest
+    plot, from the tables this report has just written (the same rule as `trickbench claims` over every preset)."""
+    from trickbench.claims import forest_plot
+
     claims = claims_report(params, made)
     if claims is None:
         return []
@@ -152,6 +154,7 @@ def preset_verdicts(params: dict[str, Any], layout: Layout, made: str) -> list[P
     paths = claims_outputs(params, layout)
     write_table(table, {"csv": paths["csv"], "html": paths["html"]})
     write_text(paths["md"], markdown)
+    forest_plot(table.csv_frame, paths["png"], dpi=params["report"]["dpi"])
     return list(paths.values())
 
 
