@@ -372,3 +372,11 @@ def test_the_report_of_a_preset_gives_its_claims_and_declares_them(monkeypatch):
     declared = {str(p) for p in report_outputs(params, Layout.from_params(params))}
     assert {f"results/seed-initializers/claims.{ext}" for ext in ("md", "csv", "html", "png")} <= declared
     assert preset_claims(tiny_params()) == []
+
+
+@pytest.mark.parametrize("plan, culprit", [({"nope": 3}, "plan.seeds.nope: no such study"),
+                                           ({"acts": 1}, "plan.seeds")])
+def test_a_plan_that_does_not_fit_the_grid_is_refused(tmp_path, plan, culprit):
+    _synthetic_preset(tmp_path, "bad-plan", SEEDS, write_runs=False, plan=plan)
+    done = _run(tmp_path, "--params", str(tmp_path / "configs" / "bad-plan.yaml"), "validate")
+    assert done.returncode == 2 and culprit in done.stderr and done.stderr.count("\n") == 1, done.stderr

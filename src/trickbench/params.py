@@ -357,8 +357,22 @@ def _check_cycles(point: Any, source: str) -> None:
                            f"{epochs // length} cycles of {length} epochs; expected at most {epochs // length}", source)
 
 
+def _check_plan(params: dict[str, Any], source: str) -> None:
+    """plan.seeds per study names studies of this preset (a plan may ask for more seeds than the axis has yet:
+    it is made before they run)."""
+    seeds = (params.get("plan") or {}).get("seeds")
+    if seeds is None:
+        return
+    planned = seeds if isinstance(seeds, dict) else dict.fromkeys(params["studies"], seeds)
+    for study in planned:
+        if study not in params["studies"]:
+            raise ParamsError(f"{source}: plan.seeds.{study}: no such study; expected one of "
+                              f"{', '.join(params['studies'])}")
+
+
 def check_cross_fields(params: dict[str, Any], points: list[Any], source: str) -> None:
     """Rules no single key can state: each error names the keys, their values and what was expected."""
+    _check_plan(params, source)
     data = params["data"]
     total = data["val_fraction"] + data["test_fraction"]
     if total >= 1:
