@@ -133,10 +133,10 @@ def ordered_activations(values: list[str]) -> list[str]:
 
 def paired_difference(frame: pd.DataFrame, metric: str, activation: str, baseline: str,
                       pair_keys: list[str]) -> tuple[int, float, float]:
-    """(pairs, mean of activation − baseline, two-sided p of scipy.stats.ttest_rel) over runs that
+    """(pairs, mean of activation − baseline, two-sided paired t-test p: trickbench.stats) over runs that
     agree on every `pair_keys` value (the seed and any other axis). Fewer than 2 pairs, or differences
     without variance: p = NaN ("n/a")."""
-    from scipy import stats
+    from trickbench import stats
 
     def values(name: str) -> pd.Series:
         part = frame[(frame["activation"] == name) & frame[metric].notna()]
@@ -152,8 +152,7 @@ def paired_difference(frame: pd.DataFrame, metric: str, activation: str, baselin
     mean = float(diffs.mean())
     if len(diffs) < 2 or np.allclose(diffs, diffs[0], rtol=0, atol=1e-15):
         return len(diffs), mean, math.nan
-    result = stats.ttest_rel(ours.loc[common].to_numpy(dtype=float), base.loc[common].to_numpy(dtype=float))
-    return len(diffs), mean, float(result.pvalue)
+    return len(diffs), mean, stats.p_two_sided(stats.summarize(diffs))
 
 
 # report.paper_table.correction: fn(p-values) -> adjusted p-values; `adjusted` names the correction in the
