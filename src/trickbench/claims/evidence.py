@@ -33,6 +33,7 @@ class PresetData:
         self.params, self.root = params, root
         self.layout = Layout.from_params(params)
         self.results = root / params["paths"]["results"]
+        self._tables: dict[Path, Any] = {}
         self.runs: Any = None
         if self.runs_path.is_file():
             self.runs = self._read(self.runs_path, ["study", "point_id", "status"])
@@ -46,6 +47,12 @@ class PresetData:
         return self._result(self.layout.runs_table)
 
     def _read(self, path: Path, required: list[str]) -> Any:
+        """A committed table, read once per PresetData (claims read the same curves many times)."""
+        if path not in self._tables:
+            self._tables[path] = self._read_once(path, required)
+        return self._tables[path]
+
+    def _read_once(self, path: Path, required: list[str]) -> Any:
         import pandas as pd
 
         if not path.is_file():
