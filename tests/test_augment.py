@@ -31,10 +31,11 @@ STATS = random_fancy_stats()
 
 # ------------------------------------------------------------------------------------- registry
 def test_the_registry_holds_exactly_the_augmentations_tested_here():
-    assert set(AUGMENTATIONS.names()) == {"flip", "crop", "color_jitter", "hsv", "fancy_pca", "rotate_scale"}
+    assert set(AUGMENTATIONS.names()) == {"flip", "crop", "color_jitter", "hsv", "fancy_pca", "rotate_scale",
+                                          "rotation", "gaussian_noise", "contrast"}
 
 
-@pytest.mark.parametrize("name", ["flip", "crop", "color_jitter", "hsv", "fancy_pca", "rotate_scale"])
+@pytest.mark.parametrize("name", AUGMENTATIONS.names())
 @pytest.mark.parametrize("channels", [1, 3])
 def test_every_augmentation_contract(name, channels):
     x = rand_images(16, channels, 10, 12)
@@ -287,3 +288,76 @@ def test_rotate_scale_draw_ranges(monkeypatch):
     assert angles.min() < -170 and angles.max() > 170
     assert scales.min() >= 0.9 and scales.max() <= 1.1 and abs(scales.mean().item() - 1.0) < 0.005
     assert math.isclose(A.ROTATION_DEGREES, 180.0)
+
+
+# -------------------------------------------------------------- Tips and Tricks §3: rotation, noise, contrast
+def test_rotation_draws_small_angles_without_magnification(monkeypatch):
+    calls = []
+
+    def spy(x, angles, scales):
+        calls.append((angles, scales))
+        return x
+
+    monkeypatch.setattr(A, "rotate_scale_by", spy)
+    A.rotation(torch.zeros((5000, 1, 2, 2)), gen(0), {})
+    angles, scales = calls[0]
+    assert angles.shape == (5000,) and torch.equal(scales, torch.ones(5000))
+    assert angles.abs().max() <= 15.0 and angles.abs().max() > 14.9
+    assert abs(angles.mean()) < 0.5 and abs(angles.std() - 15.0 / math.sqrt(3)) < 0.3  # uniform on [-15, 15]
+
+
+def test_rotation_turns_each_image_by_its_own_angle():
+    # rotate_scale_by at 90 degrees is rot90 (test_rotate_scale_by_definitions); here: a centred point
+    # stays put, an off-centre point moves along its circle by an angle of at most 15 degrees
+    x = torch.zeros((64, 1, 33, 33))
+    x[:, :, 16, 28] = 1.0  # 12 px right of the centre (16, 16)
+    out = A.rotation(x, gen(3), {})
+    rows, cols = torch.meshgrid(torch.arange(33.0), torch.arange(33.0), indexing="ij")
+    mass = out[:, 0].sum((1, 2))
+    centre_row = (out[:, 0] * rows).sum((1, 2)) / mass - 16
+    centre_col = (out[:, 0] * cols).sum((1, 2)) / mass - 16
+    radius = torch.hypot(centre_row, centre_col)
+    turned = torch.rad2deg(torch.atan2(-centre_row, centre_col))  # counter-clockwise as displayed
+    assert torch.allclose(radius, torch.full_like(radius, 12.0), atol=0.5)
+    assert turned.abs().max() <= 15.5 and turned.std() > 5  # one angle per image
+    centred = torch.zeros((8, 3, 9, 9))
+    centred[:, :, 4, 4] = 1.0
+    assert torch.allclose(A.rotation(centred, gen(4), {})[:, :, 4, 4], torch.ones(8, 3), atol=0.1)
+
+
+def test_gaussian_noise_has_the_declared_spread_and_is_independent_per_pixel():
+    x = torch.full((64, 3, 16, 16), 0.5)  # 10 sigma from either bound: clamping never acts
+    out = A.gaussian_noise(x, gen(11), {})
+    noise = out - x
+    assert abs(noise.mean()) < 0.002
+    assert abs(noise.std() - A.NOISE_STD) < 0.001
+    flat = noise.flatten()
+    assert abs(torch.corrcoef(torch.stack([flat[:-1], flat[1:]]))[0, 1]) < 0.02  # neighbours independent
+    per_image = noise.std((1, 2, 3))
+    assert per_image.std() < 0.005  # the same sigma for every image
+
+
+def test_gaussian_noise_stays_in_range_at_the_bounds():
+    x = torch.cat([torch.zeros((4, 1, 8, 8)), torch.ones((4, 1, 8, 8))])
+    out = A.gaussian_noise(x, gen(12), {})
+    assert out.min() >= 0 and out.max() <= 1
+    assert (out[:4] > 0).float().mean() > 0.3 and (out[4:] < 1).float().mean() > 0.3
+
+
+def test_contrast_scales_each_images_spread_by_its_factor_around_its_mean():
+    # small deviations around mid grey: no pixel is clipped, so std(out) = factor x std(x) exactly
+    x = 0.5 + 0.1 * (rand_images(256, 3, 8, 8) - 0.5)
+    g = gen(13)
+    factors = A._uniform((256,), *A.CONTRAST_RANGE, gen(13), x.device)
+    out = A.contrast(x, g, {})
+    assert torch.allclose(out.std((1, 2, 3)) / x.std((1, 2, 3)), factors, atol=1e-4)
+    luma = lambda t: (t * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1).mean((1, 2))
+    assert torch.allclose(luma(out), luma(x), atol=1e-5)  # the blend keeps each image's mean luma
+    assert factors.min() >= 0.6 and factors.max() < 1.4 and factors.std() > 0.2
+
+
+def test_contrast_is_color_jitters_contrast_step():
+    x = rand_images(32)
+    factors = A._uniform((32,), *A.CONTRAST_RANGE, gen(14), x.device)
+    ones = torch.ones(32)
+    assert torch.allclose(A.contrast(x, gen(14), {}), A.adjust_color(x, ones, factors, ones), atol=1e-6)

@@ -91,7 +91,8 @@ def test_the_schema_takes_class_balance_and_finetune_mode_names_from_their_regis
 def test_trickbench_list_shows_the_new_kinds(kind: str, capsys) -> None:
     assert main(["list", kind]) == 0
     names = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
-    assert names == {"class_balances": ["none", "oversample", "undersample", "class_weighted_loss"],
+    assert names == {"class_balances": ["none", "oversample", "capped_oversample", "undersample",
+                                        "class_weighted_loss", "sqrt_class_weighted_loss"],
                      "finetune_modes": ["full", "top", "linear"]}[kind]
 
 

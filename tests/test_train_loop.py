@@ -22,6 +22,7 @@ from trickbench.train.loop import (
     DeviceData, Status, TrainResult, TrainState, build_network, dead_unit_fractions, train,
 )
 from trickbench.train.optim import OPTIMIZERS, SCHEDULES
+from trickbench.train.balance import CLASS_BALANCES, OVERSAMPLE_CAP
 from trickbench.train.regularizers import REGULARIZERS, regularization
 
 # --------------------------------------------------------------------------------------------- helpers
@@ -146,13 +147,14 @@ def imbalanced_digits() -> Prepared:
                     {**base.labels, "train": labels[keep]}, base.class_names)
 
 
-@pytest.mark.parametrize("balance", ["none", "oversample", "undersample", "class_weighted_loss"])
+@pytest.mark.parametrize("balance", CLASS_BALANCES.names())
 def test_every_class_balance(balance: str) -> None:
     prepared = imbalanced_digits()
     counts = np.bincount(prepared.labels["train"], minlength=10)
     result = run(prepared, class_balance=balance, batch_size=32)
     assert_finite_run(result)
-    epoch_size = {"oversample": 10 * counts.max(), "undersample": 10 * counts.min()}.get(balance, counts.sum())
+    epoch_size = {"oversample": 10 * counts.max(), "undersample": 10 * counts.min(),
+                  "capped_oversample": np.minimum(counts.max(), OVERSAMPLE_CAP * counts).sum()}.get(balance, counts.sum())
     assert len(result.batch_losses) == math.ceil(epoch_size / 32)
 
 

@@ -5,8 +5,8 @@ registered augmentation has the signature ``fn(x, generator, stats) -> Tensor``:
 
 * only batched tensor operations (no per-image Python loop, no PIL), so it runs where ``x`` lives;
 * all randomness comes from ``generator`` (a ``torch.Generator`` on ``x.device``), drawn once per image
-  per call (one call = one presentation of the batch), so a run is reproducible and resumable from the
-  generator's state;
+  per call (one call = one presentation of the batch; ``gaussian_noise``: once per pixel), so a run is
+  reproducible and resumable from the generator's state;
 * ``stats`` is the runtime statistics dict of :func:`trickbench.data.stats.load_stats`; only
   ``fancy_pca`` reads it (``eigenvalues``, ``eigenvectors``);
 * the output has the input's shape and dtype and stays in [0, 1].
@@ -38,6 +38,11 @@ HSV_HUE_SHIFT_RANGE = (-0.1, 0.1)  # hue in turns (1.0 = 360 degrees), wraps aro
 FANCY_PCA_ALPHA_STD = 0.1
 ROTATION_DEGREES = 180.0  # rotate_scale draws an angle uniformly from [-ROTATION_DEGREES, ROTATION_DEGREES]
 SCALE_RANGE = (0.9, 1.1)  # rotate_scale magnification (> 1 zooms in)
+# "Tips and Tricks" §3 (rotated, noisy and contrast-changed images), at strengths that keep a CIFAR object
+# recognisable: a small tilt, noise well below the pixels' spread (about 0.25), a moderate contrast change
+SMALL_ROTATION_DEGREES = 15.0
+NOISE_STD = 0.05  # of the [0, 1] pixel range
+CONTRAST_RANGE = COLOR_JITTER_RANGE
 
 
 # --------------------------------------------------------------------------------------- helpers
@@ -159,12 +164,28 @@ def adjust_color(x: Tensor, brightness: Tensor, contrast: Tensor, saturation: Te
     """
     shape = (-1, 1, 1, 1)
     x = (x * brightness.to(x.dtype).view(shape)).clamp(0, 1)
-    mean = _gray(x).mean(dim=(1, 2, 3), keepdim=True)
-    x = (mean + contrast.to(x.dtype).view(shape) * (x - mean)).clamp(0, 1)
+    x = adjust_contrast(x, contrast)
     if x.shape[1] == 3:
         gray = _gray(x)
         x = (gray + saturation.to(x.dtype).view(shape) * (x - gray)).clamp(0, 1)
     return x
+
+
+def adjust_contrast(x: Tensor, factor: Tensor) -> Tensor:
+    """Blend each image with its mean luma m: m + factor (x - m), per-image factors of shape (N,), clamped
+    to [0, 1]. Without clipping the image's standard deviation is multiplied by the factor."""
+    mean = _gray(x).mean(dim=(1, 2, 3), keepdim=True)
+    return (mean + factor.to(x.dtype).view(-1, 1, 1, 1) * (x - mean)).clamp(0, 1)
+
+
+@AUGMENTATIONS.register(
+    "contrast",
+    "contrast alone: each image blended with its mean luma by a factor uniform in [0.6, 1.4] per image "
+    "(m + c (x - m), clamped to [0, 1]; brightness and colour kept)",
+)
+def contrast(x: Tensor, generator: torch.Generator, stats: dict | None = None) -> Tensor:
+    _check_batch(x, "contrast")
+    return adjust_contrast(x, _uniform((x.shape[0],), *CONTRAST_RANGE, generator, x.device))
 
 
 @AUGMENTATIONS.register(
@@ -323,6 +344,31 @@ def rotate_scale(x: Tensor, generator: torch.Generator, stats: dict | None = Non
     angles = ROTATION_DEGREES * (2.0 * u[:, 0] - 1.0)
     scales = SCALE_RANGE[0] + (SCALE_RANGE[1] - SCALE_RANGE[0]) * u[:, 1]
     return rotate_scale_by(x, angles, scales)
+
+
+@AUGMENTATIONS.register(
+    "rotation",
+    "small random rotation uniform in [-15, 15] degrees per image, no magnification (bilinear, border "
+    "pixels fill the corners)",
+)
+def rotation(x: Tensor, generator: torch.Generator, stats: dict | None = None) -> Tensor:
+    _check_batch(x, "rotation")
+    angles = _uniform((x.shape[0],), -SMALL_ROTATION_DEGREES, SMALL_ROTATION_DEGREES, generator, x.device)
+    return rotate_scale_by(x, angles, torch.ones_like(angles))
+
+
+# ----------------------------------------------------------------------------------------- noise
+@AUGMENTATIONS.register(
+    "gaussian_noise",
+    "additive Gaussian noise N(0, 0.05²) drawn per pixel and channel on the [0, 1] pixels, before "
+    "pre-processing (clamped to [0, 1])",
+)
+def gaussian_noise(x: Tensor, generator: torch.Generator, stats: dict | None = None) -> Tensor:
+    # On the [0, 1] pixels like every other entry, so the strength is the same whatever the
+    # pre-processing (after `normalize` it is 0.05 / the channel's std, about 0.2 on CIFAR-10)
+    _check_batch(x, "gaussian_noise")
+    noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=torch.float32)
+    return (x + NOISE_STD * noise.to(x.dtype)).clamp(0, 1)
 
 
 # ------------------------------------------------------------------------------------ composition

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from trickbench.errors import MissingInputError, UnreadableFileError
+from trickbench.errors import DataError, MissingInputError, UnreadableFileError
 from trickbench.io import atomic_path, sha256_arrays
 
 SPLITS = ("train", "val", "test")
@@ -99,3 +99,34 @@ def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np
         held.append(members[:n_held])
         kept.append(members[n_held:])
     return np.sort(np.concatenate(kept)), np.sort(np.concatenate(held))
+
+
+def class_indices(wanted: list[int | str], class_names: list[str], source: str) -> list[int]:
+    """`data.classes` (indices or names of the source's classes) as indices, in the order given; DataError
+    (bad input) naming data.classes for an index out of range, an unknown name or a class given twice."""
+    indices = []
+    for item in wanted:
+        if isinstance(item, str):
+            if item not in class_names:
+                raise DataError(f"data.classes: {item!r} is not a class of data.source {source}; expected an index "
+                                f"0-{len(class_names) - 1} or one of: {', '.join(class_names)}")
+            index = class_names.index(item)
+        elif not 0 <= item < len(class_names):
+            raise DataError(f"data.classes: {item} is out of range; data.source {source} has {len(class_names)} "
+                            f"classes, expected indices 0-{len(class_names) - 1}")
+        else:
+            index = item
+        if index in indices:
+            raise DataError(f"data.classes: class {index} ({class_names[index]}) is given twice; expected each "
+                            "class at most once")
+        indices.append(index)
+    return indices
+
+
+def keep_classes(images: np.ndarray, labels: np.ndarray, indices: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """The images of the classes `indices` in their original order, labels renumbered 0..k-1 in the order
+    of `indices`."""
+    relabel = np.full(int(max(labels.max(initial=0), *indices)) + 1, -1, dtype=np.int64)
+    relabel[indices] = np.arange(len(indices))
+    rows = np.flatnonzero(relabel[labels] >= 0)
+    return images[rows], relabel[labels[rows]]

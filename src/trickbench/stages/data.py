@@ -5,7 +5,8 @@ from typing import Any
 
 import numpy as np
 
-from trickbench.data.prepared import Prepared, save_prepared, stratified_split, stratified_subset
+from trickbench.data.prepared import (Prepared, class_indices, keep_classes, save_prepared, stratified_split,
+                                      stratified_subset)
 from trickbench.errors import DataError, MissingInputError
 from trickbench.io import atomic_path, digest_json, read_json, write_json
 from trickbench.paths import Layout
@@ -41,20 +42,26 @@ def prepare(params: dict[str, Any], layout: Layout, progress: bool = True) -> di
     tracking.check_store(params)  # a store that cannot be used fails before any output is written
     raw = load(data["source"], data["options"], layout.raw_dir, progress=progress)
     require_two_classes(list(raw.class_names), f"data.source {data['source']}")
+    class_names = list(raw.class_names)
     images, labels = raw.train.images, raw.train.labels
+    test_images, test_labels = (raw.test.images, raw.test.labels) if raw.test is not None else (None, None)
+    if data.get("classes") is not None:  # absent or null: every class (and the params digest of before)
+        indices = class_indices(data["classes"], class_names, data["source"])
+        images, labels = keep_classes(images, labels, indices)
+        if raw.test is not None:
+            test_images, test_labels = keep_classes(test_images, test_labels, indices)
+        class_names = [class_names[i] for i in indices]
     if raw.test is None:  # no labelled test split (digits, NDSB): hold one out of the training data
         kept, held = stratified_split(labels, data["test_fraction"], data["split_seed"])
         test_images, test_labels = images[held], labels[held]
         images, labels = images[kept], labels[kept]
-    else:
-        test_images, test_labels = raw.test.images, raw.test.labels
     kept, held = stratified_split(labels, data["val_fraction"], data["split_seed"] + 1)
     if data["train_per_class"] is not None:
         kept = kept[stratified_subset(labels[kept], data["train_per_class"], data["split_seed"] + 2)]
     prepared = Prepared(
         images={"train": images[kept], "val": images[held], "test": test_images},
         labels={"train": labels[kept], "val": labels[held], "test": test_labels},
-        class_names=list(raw.class_names),
+        class_names=class_names,
     )
     manifest = {
         "source": data["source"],
@@ -67,6 +74,7 @@ def prepare(params: dict[str, Any], layout: Layout, progress: bool = True) -> di
         "val_fraction": data["val_fraction"],
         "split_seed": data["split_seed"],
         "train_per_class": data["train_per_class"],
+        **({"classes": data["classes"]} if data.get("classes") is not None else {}),
         "provenance": raw.provenance,
     }
     save_prepared(layout.prepared, prepared)

@@ -16,6 +16,11 @@ from trickbench.registry import Registry
 
 CLASS_BALANCES = Registry("class_balance")
 
+# capped_oversample: a class is drawn at most this many times its own size per epoch, so a rare class is
+# repeated a few times, not hundreds (a module constant, not a train key: a new train key with a default
+# would change every grid point's config digest, and with it every committed run's)
+OVERSAMPLE_CAP = 4
+
 
 @dataclass(frozen=True)
 class ClassBalance:
@@ -36,13 +41,15 @@ Draw = Callable[[torch.Tensor, int, torch.Generator], torch.Tensor]
 
 def class_resample(labels: torch.Tensor, num_classes: int, per_class_of: Callable[[torch.Tensor], torch.Tensor],
                    draw: Draw) -> Callable[[torch.Generator], torch.Tensor]:
-    """Each present class drawn to the same count, `per_class_of(counts of the present classes)`, by
-    `draw(members, per_class, generator)`, class by class in label order; then all shuffled together."""
+    """Each present class drawn to its count in `per_class_of(counts of the present classes)` (one count
+    for all, or one per class), by `draw(members, per_class, generator)`, class by class in label order;
+    then all shuffled together."""
     def epoch_order(generator: torch.Generator) -> torch.Tensor:
         counts = torch.bincount(labels, minlength=num_classes)
-        per_class = int(per_class_of(counts[counts > 0]))
-        order = torch.cat([draw(torch.nonzero(labels == cls).flatten(), per_class, generator)
-                           for cls in torch.nonzero(counts > 0).flatten().tolist()])
+        present = counts[counts > 0]
+        targets = torch.broadcast_to(per_class_of(present), present.shape).tolist()
+        order = torch.cat([draw(torch.nonzero(labels == cls).flatten(), int(per_class), generator)
+                           for cls, per_class in zip(torch.nonzero(counts > 0).flatten().tolist(), targets)])
         return order[torch.randperm(len(order), generator=generator, device=labels.device)]
 
     return epoch_order
@@ -53,6 +60,14 @@ def class_weights(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
     split's (a class absent from the split counts as one image)."""
     counts = torch.bincount(labels, minlength=num_classes).float().clamp_min(1)
     return len(labels) / (num_classes * counts)
+
+
+def sqrt_class_weights(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Weights proportional to 1 / sqrt(count of the class), scaled so that their mean over the training
+    images is 1 (a class absent from the split counts as one image)."""
+    counts = torch.bincount(labels, minlength=num_classes).float()
+    weights = counts.clamp_min(1).rsqrt()
+    return weights * len(labels) / (counts * weights).sum()
 
 
 @CLASS_BALANCES.register("none", "every training image once per epoch, in a fresh random order")
@@ -71,6 +86,18 @@ def oversample(labels: torch.Tensor, num_classes: int) -> ClassBalance:
     return ClassBalance(class_resample(labels, num_classes, torch.max, _all_then_with_replacement))
 
 
+def capped_counts(counts: torch.Tensor) -> torch.Tensor:
+    """Images of each class per epoch under capped_oversample: min(largest class, OVERSAMPLE_CAP x its own)."""
+    return torch.minimum(counts.max(), OVERSAMPLE_CAP * counts)
+
+
+@CLASS_BALANCES.register("capped_oversample", "oversampling at moderate strength: each class drawn min(largest "
+                         f"class, {OVERSAMPLE_CAP} x its size) times per epoch, each of its images once and the "
+                         "rest with replacement")
+def capped_oversample(labels: torch.Tensor, num_classes: int) -> ClassBalance:
+    return ClassBalance(class_resample(labels, num_classes, capped_counts, _all_then_with_replacement))
+
+
 def _without_replacement(members: torch.Tensor, per_class: int, generator: torch.Generator) -> torch.Tensor:
     return members[torch.randperm(len(members), generator=generator, device=members.device)[:per_class]]
 
@@ -85,3 +112,10 @@ def undersample(labels: torch.Tensor, num_classes: int) -> ClassBalance:
                          "each class by n / (classes x its count)")
 def class_weighted_loss(labels: torch.Tensor, num_classes: int) -> ClassBalance:
     return ClassBalance(permutation(labels), class_weights(labels, num_classes))
+
+
+@CLASS_BALANCES.register("sqrt_class_weighted_loss", "class-weighted loss at moderate strength: every training "
+                         "image once per epoch; the cross-entropy weighs each class by 1 / sqrt(its count), "
+                         "scaled to mean 1 over the training images")
+def sqrt_class_weighted_loss(labels: torch.Tensor, num_classes: int) -> ClassBalance:
+    return ClassBalance(permutation(labels), sqrt_class_weights(labels, num_classes))

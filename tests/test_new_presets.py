@@ -1,0 +1,88 @@
+"""The presets of the new claims (issues 23 and 24) carry the studies, axes and data the claims registry
+reads, test on the full CIFAR-10 test set, and say their pilot in the header."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from trickbench.grid import expand_grid
+from trickbench.params import load_params
+from trickbench.paths import Layout
+
+REPO = Path(__file__).resolve().parents[1]
+CIFAR = ["seed-augmentations-v2", "seed-optimizers", "seed-batchnorm", "seed-transfer-source",
+         "seed-transfer-small", "seed-transfer-large"]
+NEW = [*CIFAR, "seed-class-imbalance-v2"]
+
+
+def params_of(name: str) -> dict:
+    return load_params(REPO / "configs" / f"{name}.yaml")
+
+
+def values(name: str, study: str, key: str) -> list:
+    return list(dict.fromkeys(_hashable(p.config[key]) for p in expand_grid(params_of(name)) if p.study == study))
+
+
+def _hashable(value):
+    return tuple(value) if isinstance(value, list) else value
+
+
+def test_augmentations_v2_adds_noise_rotation_and_contrast_beside_none_and_flip_crop() -> None:
+    assert values("seed-augmentations-v2", "augmentations", "augmentations") == [
+        (), ("flip", "crop"), ("gaussian_noise",), ("rotation",), ("contrast",)]
+
+
+def test_optimizers_each_at_its_usual_rate_and_two_batch_sizes_at_one_rate() -> None:
+    points = [p for p in expand_grid(params_of("seed-optimizers")) if p.study == "optimizers"]
+    usual = {(p.config["optimizer"], p.config["lr"], p.config["momentum"]) for p in points}
+    assert usual == {("sgd", 0.05, 0.9), ("adam", 0.001, 0.0), ("adagrad", 0.01, 0.0), ("rmsprop", 0.001, 0.0)}
+    assert {p.config["schedule"] for p in points} == {"constant"}
+    assert values("seed-optimizers", "batch_size", "batch_size") == [64, 256]
+    assert values("seed-optimizers", "batch_size", "lr") == [0.05]
+
+
+def test_batchnorm_crosses_normalisation_learning_rate_and_initialisation() -> None:
+    assert values("seed-batchnorm", "batchnorm", "regularizers") == [(), ("batch_norm",)]
+    assert values("seed-batchnorm", "batchnorm", "lr") == [0.05, 0.5]
+    assert values("seed-batchnorm", "batchnorm", "initializer") == ["he_normal", "small_random"]
+    assert len(expand_grid(params_of("seed-batchnorm"))) == 2 * 2 * 2 * 5
+
+
+def test_the_transfer_presets_fine_tune_the_source_presets_model_on_the_other_classes() -> None:
+    source = params_of("seed-transfer-source")
+    assert source["data"]["classes"] == [0, 1, 2, 3, 4]
+    (point,) = expand_grid(source)
+    model = Layout.from_params(source).run_files(point.study, point.point_id).model
+    sizes = {}
+    for name in ("seed-transfer-small", "seed-transfer-large"):
+        params = params_of(name)
+        assert params["data"]["classes"] == [5, 6, 7, 8, 9]
+        assert all(params["train"][key] == source["train"][key] for key in ("model", "width", "activation"))
+        points = expand_grid(params)
+        starts = {(p.config["finetune_from"], p.config["finetune_mode"]) for p in points if p.study == "transfer"}
+        assert starts == {(None, "full"), *((str(model), mode) for mode in ("linear", "top", "full"))}
+        sizes[name] = params["data"]["train_per_class"]
+    assert sizes["seed-transfer-small"] * 10 <= sizes["seed-transfer-large"]
+
+
+def test_class_imbalance_v2_adds_the_moderate_remedies_and_their_metric() -> None:
+    params = params_of("seed-class-imbalance-v2")
+    assert values("seed-class-imbalance-v2", "class_balance", "class_balance") == [
+        "none", "oversample", "capped_oversample", "class_weighted_loss", "sqrt_class_weighted_loss"]
+    assert "test_mean_recall" in params["report"]["metrics"]
+    assert params["data"] == params_of("seed-class-imbalance")["data"]
+
+
+@pytest.mark.parametrize("name", CIFAR)
+def test_cifar_presets_use_the_full_archives(name: str) -> None:
+    options = params_of(name)["data"]["options"]
+    assert Path(options["train_archive"]).name == "cifar10_train.zip"
+    assert Path(options["test_archive"]).name == "cifar10_test.zip"
+
+
+@pytest.mark.parametrize("name", NEW)
+def test_each_header_gives_its_pilot_and_wall_time(name: str) -> None:
+    header = (REPO / "configs" / f"{name}.yaml").read_text().split("\npaths:")[0]
+    assert "Pilot" in header and "s an epoch" in header and "min on 2 cores" in header
+    assert f"--configfile configs/{name}.yaml" in header
