@@ -380,3 +380,23 @@ def test_a_plan_that_does_not_fit_the_grid_is_refused(tmp_path, plan, culprit):
     _synthetic_preset(tmp_path, "bad-plan", SEEDS, write_runs=False, plan=plan)
     done = _run(tmp_path, "--params", str(tmp_path / "configs" / "bad-plan.yaml"), "validate")
     assert done.returncode == 2 and culprit in done.stderr and done.stderr.count("\n") == 1, done.stderr
+
+
+def test_an_axis_that_goes_with_the_treatment_is_not_matched(tmp_path):
+    """Optimizers at their own learning rates (one block each): pairs are formed on the seed alone."""
+    params = tiny_params(paths={"artifacts": "artifacts/opt", "results": "results/opt"})
+    params["studies"] = {"opt": {"axes": [{"optimizer": ["sgd"], "lr": [0.05], "seed": SEEDS},
+                                          {"optimizer": ["adam"], "lr": [0.001], "seed": SEEDS}]}}
+    (tmp_path / "configs").mkdir()
+    write_params(tmp_path / "configs" / "opt.yaml", params)
+    rows = [{"study": "opt", "point_id": p.point_id, "status": "completed", "train_loss": 1.0 + NOISE[i] +
+             (0.3 if p.config["optimizer"] == "adam" else 0.0)}
+            for p in expand_grid(load_params(tmp_path / "configs" / "opt.yaml")) for i in [SEEDS.index(p.config["seed"])]]
+    (tmp_path / "results" / "opt").mkdir(parents=True)
+    pd.DataFrame(rows).to_csv(tmp_path / "results" / "opt" / "runs.csv", index=False)
+    common = dict(treatment="adam", control="sgd", metric="train_loss", expected="less")
+    free = Claim("free", "s", "t.", "opt", "opt", "optimizer", free_axes=("lr",), **common)
+    matched = Claim("matched", "s", "t.", "opt", "opt", "optimizer", **common)
+    table = claims_table([free, matched], tmp_path)[0].set_index("claim_id")
+    assert table.loc["free", "n"] == len(SEEDS) and table.loc["free", "effect"] == pytest.approx(0.3)
+    assert table.loc["matched", "n"] == 0  # no sgd run shares adam's learning rate

@@ -146,10 +146,26 @@ for _opt in ("sgd", "adagrad", "rmsprop"):
     claim(f"opt-adam-faster-than-{_opt}", f"{T} §4 (Adam outperforms and converges faster; its optimizer figure)",
           f"Adam reaches a training loss of 1.0 in fewer epochs than {_opt} (each at its usual learning rate).",
           "seed-optimizers", "optimizers", "optimizer", "adam", _opt, "epochs_to_train_loss", "less",
-          loss_threshold=1.0, free_axes=("lr",), premises=(REACHES_THRESHOLD, NOT_FIRST_EPOCH))
+          loss_threshold=1.0, free_axes=("lr", "momentum"), premises=(REACHES_THRESHOLD, NOT_FIRST_EPOCH))
 claim("batch-size-lr-unchanged", f"{W} §4 (gradients averaged over the mini-batch: the lr need not change with it)",
       "At the same learning rate, batch 256 reaches the same test error as batch 64 (within 0.01).",
       "seed-optimizers", "batch_size", "batch_size", 256, 64, "test_error", "equivalent", margin=0.01)
+
+# ------------------------------------------------------------------------------------------------ transfer
+_SOURCE_MODEL = "artifacts/seed-transfer-source/runs/source/seed-0/model.pt"  # the presets' train.finetune_from
+claim("transfer-small-beats-scratch", f"{T} §3 (transfer learning); {W} §4 (fine-tune on pre-trained models)",
+      "With 20 images per class, fine-tuning a model trained on other classes beats training from scratch (test error).",
+      "seed-transfer-small", "transfer", "finetune_from", _SOURCE_MODEL, None, "test_error", "less")
+claim("transfer-small-linear-beats-full", f"{W} §4 (very little data: a linear classifier on the top layer); {T} §3 "
+      "(small training size: only the softmax layer is trained)",
+      "With 20 images per class, training only the classifier beats fine-tuning every layer (test error).",
+      "seed-transfer-small", "transfer", "finetune_mode", "linear", "full", "test_error", "less")
+claim("transfer-large-top-beats-linear", f"{W} §4 (quite a lot of data: fine-tune a few top layers)",
+      "With 1,000 images per class, fine-tuning the top block beats training only the classifier (test error).",
+      "seed-transfer-large", "transfer", "finetune_mode", "top", "linear", "test_error", "less")
+claim("transfer-large-full-beats-top", f"{T} §3 (large training size: train almost all layers)",
+      "With 1,000 images per class, fine-tuning every layer beats fine-tuning the top block only (test error).",
+      "seed-transfer-large", "transfer", "finetune_mode", "full", "top", "test_error", "less")
 
 # ------------------------------------------------------------------------------------------------ ensembles
 claim("ens-seeds-beat-best-member", f"{W} §8 (same model, different initialization)",
