@@ -369,7 +369,7 @@ def test_the_readme_counts_are_the_committed_tables():
     import re
 
     committed = pd.read_csv(REPO / "results" / "claims.csv")["verdict"].value_counts()
-    text = (REPO / "README.md").read_text()
+    text = (REPO / "docs" / "findings.md").read_text()
     found = re.search(r"\*\*Today \((\d+) claims\): (\d+) holds, (\d+) contradicted, (\d+) inconclusive, "
                       r"(\d+) not run\.\*\*", text)
     assert found, "README: the claims summary line is missing"
@@ -383,7 +383,7 @@ def test_the_readme_table_is_the_committed_table(tmp_path):
     from trickbench.report.claims import README_TABLE, readme_table
 
     committed = pd.read_csv(REPO / "results" / "claims.csv")
-    text = (REPO / "README.md").read_text()
+    text = (REPO / "docs" / "findings.md").read_text()
     begin, end = README_TABLE
     assert text.split(begin)[1].split(end)[0].strip() == readme_table(committed)
     readme = tmp_path / "README.md"
