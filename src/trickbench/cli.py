@@ -223,6 +223,12 @@ def cmd_pull(args: argparse.Namespace) -> None:
     print(pull(args.root, args.remote))
 
 
+def cmd_ui(args: argparse.Namespace) -> None:
+    from trickbench.ui import ui
+
+    ui(_params(args), args.port, lambda line: print(line, flush=True))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="trickbench", description=__doc__.splitlines()[0])
     parser.add_argument("--params", default="params.yaml", type=Path, help="params file (default: params.yaml)")
@@ -273,6 +279,9 @@ def build_parser() -> argparse.ArgumentParser:
     changes.add_argument("--limit", type=int, default=20, help="changed numbers shown per file")
     add("lock", cmd_lock, "record the outputs of a Snakemake run in dvc.lock (dvc commit), so both engines leave "
         "the same lock").add_argument("--root", type=Path, default=Path("."), help="the DVC project")
+    add("ui", cmd_ui, "the MLflow UI on the project's store (127.0.0.1), or the configured tracking server; prints "
+        "the URL of every study's runs table").add_argument("--port", type=int, default=5000,
+                                                            help="port of the local UI (default: 5000)")
     fetch = add("pull", cmd_pull, "on a fresh clone: dvc pull the artifacts, then bring Snakemake's records up to "
                 "date (snakemake --touch), so neither engine has anything to do")
     fetch.add_argument("--root", type=Path, default=Path("."), help="the DVC project")

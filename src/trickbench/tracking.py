@@ -88,6 +88,13 @@ def ensure_experiments(uri: str, names: list[str]) -> dict[str, str]:
     return ids
 
 
+def find_experiments(uri: str, names: list[str]) -> dict[str, str | None]:
+    """The id of each named experiment in the store, None where it does not exist (nothing is created)."""
+    mlflow_client = client(uri)
+    found = {name: retry(lambda: mlflow_client.get_experiment_by_name(name)) for name in names}
+    return {name: experiment.experiment_id if experiment else None for name, experiment in found.items()}
+
+
 URI_SCHEMES = ("sqlite:///", "http://", "https://", "file:", "databricks")
 
 
