@@ -269,7 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
     claims.add_argument("--root", type=Path, default=Path("."), help="project root holding configs/ and results/")
     claims.add_argument("--out", type=Path, default=Path("results"), help="folder of claims.md and claims.csv")
     claims.add_argument("--readme", type=Path, default=None,
-                        help="also rewrite the claims table of this README (between its claims:table markers)")
+                        help="also rewrite the claims table of this Markdown page, e.g. docs/findings.md "
+                             "(between its claims:table markers)")
     changes = add("diff", cmd_diff, "which metrics changed between two results folders or two git commits of "
                   "results/, by how much, and whether params, data, code or machine changed")
     changes.add_argument("a", help="a results folder, or a git commit (its results/)")
