@@ -100,9 +100,9 @@ def ui(params: dict[str, Any], port: int, say: Callable[[str], None]) -> None:
     check_port_free(port)
     base_url = f"http://{HOST}:{port}"
     urls = study_urls(params, uri, base_url)
-    server = start_mlflow_ui(uri, port)
     # SIGTERM ends the wait below as Ctrl-C does, so the server's process group is stopped either way
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    server = start_mlflow_ui(uri, port)
     try:
         wait_until_healthy(server, base_url)
         say(f"MLflow UI on {uri}: {base_url} (Ctrl-C stops it); runs tables:")
