@@ -1,4 +1,5 @@
 # The two commands of the README: `make run` (the whole pipeline on params.yaml) and `make test`.
+# `make docs` serves the documentation site (docs/, mkdocs.yml) on 127.0.0.1:8000.
 # Both create the virtual environment from requirements.lock first (about 3 minutes, once).
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -11,7 +12,7 @@ CORES ?= all
 export MALLOC_MMAP_THRESHOLD_ ?= 2147483647
 export MALLOC_TRIM_THRESHOLD_ ?= 4294967296
 
-.PHONY: venv run test test-fast report-html lock push pull clean-artifacts
+.PHONY: venv run test test-fast docs report-html lock push pull clean-artifacts
 
 venv: $(STAMP)
 
@@ -27,8 +28,8 @@ run: venv
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --cores $(CORES)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/trickbench lock
 
-# artifacts/ (prepared data, checkpoints, predictions, records) to and from the DVC remote (README:
-# "Versioned results"). `trickbench pull` is `dvc pull`, then `snakemake --touch --forceall` (a checkout
+# artifacts/ (prepared data, checkpoints, predictions, records) to and from the DVC remote
+# (docs/versioned-results.md). `trickbench pull` is `dvc pull`, then `snakemake --touch --forceall` (a checkout
 # writes files in any order and a clone has no .snakemake records), so neither engine has anything to do.
 push: venv
 	$(BIN)/dvc push
@@ -41,6 +42,10 @@ test: venv
 
 test-fast: venv
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -q -ra -m "not slow and not slurm"
+
+# NO_MKDOCS_2_WARNING: Material prints a notice about MkDocs 2 on every start otherwise
+docs: venv
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve -a 127.0.0.1:8000
 
 report-html: venv
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --cores 1 --report $(or $(RESULTS),results)/report.html

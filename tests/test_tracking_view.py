@@ -1,5 +1,5 @@
-"""Experiments are created as training experiments, so MLflow 3's UI opens them on the runs table (not its
-GenAI traces page); the tag and value are the ones the installed MLflow UI reads."""
+"""Experiments are created as training experiments (MLflow 3's experimentKind); the tag and value are the ones
+the installed MLflow UI reads. The tag does not make the UI open on the runs table: tests/test_ui.py."""
 from __future__ import annotations
 
 import importlib.util
@@ -8,7 +8,7 @@ from pathlib import Path
 from trickbench import tracking
 
 
-def test_new_experiments_open_on_the_runs_table(tmp_path):
+def test_new_experiments_are_training_experiments(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     ids = tracking.ensure_experiments(uri, ["trickbench-acts", "data"])
     assert ids == tracking.ensure_experiments(uri, ["trickbench-acts", "data"])  # found, not created twice
@@ -28,7 +28,7 @@ def test_an_experiment_made_without_the_kind_gets_it(tmp_path):
 
 def test_the_installed_mlflow_ui_knows_the_kind():
     """The UI bundle reads `mlflow.experimentKind` and names this value CUSTOM_MODEL_DEVELOPMENT: an MLflow
-    that renamed either would fail here, not silently open the GenAI view again."""
+    that renamed either would fail here, not silently drop the kind."""
     bundle = Path(importlib.util.find_spec("mlflow").origin).parent / "server" / "js" / "build" / "static" / "js"
     (key, value), = tracking.EXPERIMENT_KIND.items()
     texts = [path.read_text(errors="replace") for path in bundle.glob("*.js")]

@@ -230,6 +230,12 @@ def cmd_pull(args: argparse.Namespace) -> None:
     print(pull(args.root, args.remote))
 
 
+def cmd_ui(args: argparse.Namespace) -> None:
+    from trickbench.ui import ui
+
+    ui(_params(args), args.port, lambda line: print(line, flush=True))
+
+
 def _seed_budget(text: str) -> int:
     try:
         value = int(text)
@@ -280,7 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
     claims.add_argument("--root", type=Path, default=Path("."), help="project root holding configs/ and results/")
     claims.add_argument("--out", type=Path, default=Path("results"), help="folder of claims.md and claims.csv")
     claims.add_argument("--readme", type=Path, default=None,
-                        help="also rewrite the claims table of this README (between its claims:table markers)")
+                        help="also rewrite the claims table of this Markdown page, e.g. docs/findings.md "
+                             "(between its claims:table markers)")
     plan = add("plan", cmd_plan, "seeds each claim of a preset needs for 80 % power, from a pilot's paired spread; "
                "--write records them in configs/<preset>.yaml (plan.seeds)")
     plan.add_argument("preset", help="a preset with claims (configs/<preset>.yaml)")
@@ -298,6 +305,9 @@ def build_parser() -> argparse.ArgumentParser:
     changes.add_argument("--limit", type=int, default=20, help="changed numbers shown per file")
     add("lock", cmd_lock, "record the outputs of a Snakemake run in dvc.lock (dvc commit), so both engines leave "
         "the same lock").add_argument("--root", type=Path, default=Path("."), help="the DVC project")
+    add("ui", cmd_ui, "the MLflow UI on the project's store (127.0.0.1), or the configured tracking server; prints "
+        "the URL of every study's runs table").add_argument("--port", type=int, default=5000,
+                                                            help="port of the local UI (default: 5000)")
     fetch = add("pull", cmd_pull, "on a fresh clone: dvc pull the artifacts, then bring Snakemake's records up to "
                 "date (snakemake --touch), so neither engine has anything to do")
     fetch.add_argument("--root", type=Path, default=Path("."), help="the DVC project")

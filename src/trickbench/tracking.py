@@ -63,8 +63,9 @@ def client(uri: str) -> Any:
     return MlflowClient(tracking_uri=uri)
 
 
-# MLflow 3's UI opens an experiment without this tag in its GenAI view (an empty traces page); this kind
-# opens it on the runs table, as a training experiment (the values are the UI's ExperimentKind)
+# the experiment's kind as MLflow 3's UI names it (ExperimentKind): a training experiment. In MLflow 3.17.2
+# it does not make the UI open on the runs table (a browser shows the GenAI overview at #/experiments/<id>:
+# tests/test_ui.py), so `trickbench ui` prints the /runs URLs
 KIND_TAG, TRAINING_KIND = "mlflow.experimentKind", "custom_model_development"
 EXPERIMENT_KIND = {KIND_TAG: TRAINING_KIND}
 
@@ -83,9 +84,16 @@ def ensure_experiments(uri: str, names: list[str]) -> dict[str, str]:
                 ids[name] = retry(lambda: mlflow_client.get_experiment_by_name(name)).experiment_id
         else:
             ids[name] = found.experiment_id
-            if found.tags.get(KIND_TAG) is None:  # made before trickbench set the kind: open it on runs too
+            if found.tags.get(KIND_TAG) is None:  # made before trickbench set the kind: a training experiment too
                 retry(lambda: mlflow_client.set_experiment_tag(found.experiment_id, KIND_TAG, TRAINING_KIND))
     return ids
+
+
+def find_experiments(uri: str, names: list[str]) -> dict[str, str | None]:
+    """The id of each named experiment in the store, None where it does not exist (nothing is created)."""
+    mlflow_client = client(uri)
+    found = {name: retry(lambda: mlflow_client.get_experiment_by_name(name)) for name in names}
+    return {name: experiment.experiment_id if experiment else None for name, experiment in found.items()}
 
 
 URI_SCHEMES = ("sqlite:///", "http://", "https://", "file:", "databricks")

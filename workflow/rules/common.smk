@@ -1,12 +1,14 @@
 # Load and validate the params once (the same schema and code the CLI and DVC's stages use), expand the grid.
 import json
-import shlex
 import sys
 
+from snakemake.io import report as report_flag
+
 from trickbench.grid import expand_grid
+from trickbench.job_command import JobCommand
 from trickbench.params import ParamsError, load_params, typed_overrides
 from trickbench.paths import Layout
-from trickbench.report.outputs import report_outputs
+from trickbench.report.outputs import report_entries, report_outputs
 
 # `--configfile X` names a complete params file used as is (Snakemake would deep-merge it into params.yaml);
 # `--config key=value` (config_settings.config: only what the command line gave) is deep-merged over it
@@ -21,9 +23,9 @@ except ParamsError as error:
 # every path a rule names comes from LAYOUT, the layout the CLI writes (no file name is spelled in a rule);
 # a wildcard passes through as itself: LAYOUT.ensemble_json("{study}") is artifacts/ensembles/{study}.json
 LAYOUT = Layout.from_params(PARAMS)
-# every job validates the same file with the same overrides, so it sees exactly PARAMS; quoted for the shell
-TB = f"trickbench --params {shlex.quote(PARAMS_FILE)}" + \
-    (f" --overrides {shlex.quote(json.dumps(OVERRIDES, sort_keys=True))}" if OVERRIDES else "")
+# every job validates the same file with the same overrides, so it sees exactly PARAMS; each rule passes it
+# as `params: tb=TB` (shell: "{params.tb} ..."), a value Snakemake does not record (trickbench.job_command)
+TB = JobCommand(PARAMS_FILE, OVERRIDES)
 # Expanded once: the input/params functions below run per job, and a 1,000-point DAG would otherwise
 # expand the grid 1,000 times (benchmarks/pipeline_overhead.py).
 GRID = expand_grid(PARAMS)
@@ -58,6 +60,16 @@ def all_run_files(name):
 
 def all_outputs():
     return report_outputs(PARAMS, LAYOUT)
+
+
+def marked_report_outputs():
+    """The report's outputs, each marked report(...) with its caption (paths relative to rules/report.smk)."""
+    return [
+        report_flag(str(entry.path), caption=f"../report/{entry.caption}.rst", category=entry.category,
+                    subcategory=entry.subcategory)
+        if entry.caption else str(entry.path)
+        for entry in report_entries(PARAMS, LAYOUT)
+    ]
 
 
 wildcard_constraints:

@@ -2,24 +2,26 @@ rule tracking:
     output:
         LAYOUT.tracking_record,
     params:
+        tb=TB,
         section=section("tracking"),
     log:
         LAYOUT.log("tracking"),
     localrule: True
     shell:
-        "{TB} tracking > {log} 2>&1"
+        "{params.tb} tracking > {log} 2>&1"
 
 
 rule download:
     output:
         LAYOUT.download_record,
     params:
+        tb=TB,
         section=section("data"),
     log:
         LAYOUT.log("download"),
     localrule: True
     shell:
-        "{TB} download > {log} 2>&1"
+        "{params.tb} download > {log} 2>&1"
 
 
 rule prepare:
@@ -32,11 +34,12 @@ rule prepare:
         LAYOUT.prepared,
         LAYOUT.manifest,
     params:
+        tb=TB,
         section=section("data"),
     log:
         LAYOUT.log("prepare"),
     shell:
-        "{TB} prepare --no-progress > {log} 2>&1"
+        "{params.tb} prepare --no-progress > {log} 2>&1"
 
 
 rule stats:
@@ -47,8 +50,9 @@ rule stats:
         LAYOUT.stats_json,
         LAYOUT.stats_arrays,
     params:
+        tb=TB,
         section=section("stats"),
     log:
         LAYOUT.log("stats"),
     shell:
-        "{TB} stats > {log} 2>&1"
+        "{params.tb} stats > {log} 2>&1"

@@ -1,24 +1,12 @@
 # Stage report: tables, figures and the diagnosis of every study. Each output is marked report(...) with a
 # caption in workflow/report/, so `snakemake --report results/report.html` (after a run) browses them;
 # which files exist and where they are shown comes from trickbench.report.outputs (a function of params).
-from snakemake.io import report as report_flag
-
-from trickbench.report.outputs import report_entries
 from trickbench.versions import report_description
 
 
 report: "../report/workflow.rst"
 # what the description names (its Jinja sees snakemake.config): the commit and params digest of the manifest
 config["trickbench_versions"] = report_description(PARAMS, LAYOUT)
-
-
-def marked_report_outputs():
-    return [
-        report_flag(str(entry.path), caption=f"../report/{entry.caption}.rst", category=entry.category,
-                    subcategory=entry.subcategory)
-        if entry.caption else str(entry.path)
-        for entry in report_entries(PARAMS, LAYOUT)
-    ]
 
 
 rule report:
@@ -36,9 +24,10 @@ rule report:
         marked_report_outputs(),
         LAYOUT.report_record,
     params:
+        tb=TB,
         section=section("report"),
     log:
         LAYOUT.log("report"),
     localrule: True
     shell:
-        "{TB} report > {log} 2>&1"
+        "{params.tb} report > {log} 2>&1"

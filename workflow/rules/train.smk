@@ -10,6 +10,7 @@ rule train:
         # named: metrics, history, batch_loss, predictions, model, diagnostics
         **LAYOUT.run_files("{study}", "{point}").outputs,
     params:
+        tb=TB,
         config=point_config,
     threads: PARAMS["resources"]["threads"]
     resources:
@@ -19,7 +20,7 @@ rule train:
     log:
         LAYOUT.log("train", "{study}", "{point}"),
     shell:
-        "{TB} train --study {wildcards.study} --point {wildcards.point} > {log} 2>&1"
+        "{params.tb} train --study {wildcards.study} --point {wildcards.point} > {log} 2>&1"
 
 
 rule ensemble:
@@ -29,9 +30,10 @@ rule ensemble:
     output:
         LAYOUT.ensemble_json("{study}"),
     params:
+        tb=TB,
         section=section("ensemble"),
     log:
         LAYOUT.log("ensemble", "{study}"),
     localrule: True
     shell:
-        "{TB} ensemble --study {wildcards.study} > {log} 2>&1"
+        "{params.tb} ensemble --study {wildcards.study} > {log} 2>&1"
