@@ -336,6 +336,7 @@ def test_the_findings_page_table_is_the_committed_table(tmp_path):
     committed = pd.read_csv(REPO / "results" / "claims.csv")
     begin, end = README_TABLE
     assert FINDINGS.read_text().split(begin)[1].split(end)[0].strip() == readme_table(committed)
+    assert (REPO / "docs" / "claims.png").read_bytes() == (REPO / "results" / "claims.png").read_bytes()
     page = tmp_path / "findings.md"
     page.write_text(f"# intro\n\n{begin}\nstale\n{end}\n\nprose after\n")
     shutil.copytree(REPO / "configs", tmp_path / "configs")
@@ -400,3 +401,14 @@ def test_an_axis_that_goes_with_the_treatment_is_not_matched(tmp_path):
     table = claims_table([free, matched], tmp_path)[0].set_index("claim_id")
     assert table.loc["free", "n"] == len(SEEDS) and table.loc["free", "effect"] == pytest.approx(0.3)
     assert table.loc["matched", "n"] == 0  # no sgd run shares adam's learning rate
+
+
+def test_the_findings_page_counts_are_the_committed_table():
+    """docs/findings.md opens with the verdict counts of results/claims.csv (and the README repeats them)."""
+    import re
+
+    counts = pd.read_csv(REPO / "results" / "claims.csv")["verdict"].value_counts()
+    found = re.search(r"\*\*Today \((\d+) claims\): ([^*]+)\.\*\*", FINDINGS.read_text())
+    assert found, "docs/findings.md: the claims summary line is missing"
+    stated = {verdict: int(n) for n, verdict in re.findall(r"(\d+) ([a-z ]+?)(?:,|$)", found.group(2))}
+    assert int(found.group(1)) == int(counts.sum()) and stated == {v: int(n) for v, n in counts.items()}

@@ -192,13 +192,14 @@ def cmd_report(args: argparse.Namespace) -> None:
 
 
 def cmd_claims(args: argparse.Namespace) -> None:
-    from trickbench.claims import VERDICTS, readme_parts, update_readme, write_claims
+    from trickbench.claims import VERDICTS, forest_plot, readme_parts, update_readme, write_claims
 
     if args.readme is not None:
         readme_parts(args.readme)  # a page without its markers: refused before anything is written
     table, scales = write_claims(args.out, args.root)
     if args.readme is not None:
         update_readme(args.readme, table)
+        forest_plot(table, args.readme.parent / "claims.png")  # the page shows it: a docs page links inside docs/
     for preset, part in table.groupby("preset", sort=False):
         counts = part["verdict"].value_counts()
         print(f"{preset} [{scales[preset]}]: " + ", ".join(f"{counts.get(v, 0)} {v}" for v in VERDICTS if counts.get(v)))

@@ -109,7 +109,7 @@ def forest_figure(table: Any) -> Any:
     from matplotlib.lines import Line2D
 
     rows = list(table.itertuples(index=False))
-    fig, ax = plt.subplots(figsize=(9, 0.22 * len(rows) + 1.6))
+    fig, ax = plt.subplots(figsize=(9, 0.22 * len(rows) + 2.2))
     labels, previous = [], None
     for y, row in enumerate(rows):
         y = len(rows) - 1 - y
@@ -134,7 +134,8 @@ def forest_figure(table: Any) -> Any:
     ax.set_ylim(-1, len(rows))
     handles = [Line2D([], [], color=c, marker="o", lw=1.6, label=v) for v, c in VERDICT_COLOURS.items()]
     handles.append(Line2D([], [], color="black", marker="D", mfc="none", lw=0, label="Xu et al.'s difference"))
-    ax.legend(handles=handles, fontsize=6, loc="lower right", framealpha=0.9)
+    ax.legend(handles=handles, fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.35 / max(len(rows), 1) ** 0.5),
+              ncol=4, frameon=False)
     ax.set_title("Every claim against the committed runs (trickbench claims)", fontsize=9)
     fig.tight_layout()
     return fig
