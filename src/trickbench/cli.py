@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 EXIT_BAD_INPUT = 2
+MAX_README_BYTES = 4 * 1024 * 1024  # the project's README is about 60 kB
 
 
 def _params(args: argparse.Namespace) -> dict[str, Any]:
@@ -192,10 +193,14 @@ def cmd_report(args: argparse.Namespace) -> None:
 
 
 def cmd_claims(args: argparse.Namespace) -> None:
+    from trickbench.io import read_text_bounded
     from trickbench.report.claims import VERDICTS, readme_parts, update_readme, write_claims
 
     if args.readme is not None:
-        readme_parts(args.readme)  # a README without its markers: refused before anything is written
+        # a regular file of bounded size (not /dev/zero, a FIFO, a huge file), then its markers: both refused
+        # before anything is written
+        read_text_bounded(args.readme, MAX_README_BYTES, "README")
+        readme_parts(args.readme)
     table, scales = write_claims(args.out, args.root)
     if args.readme is not None:
         update_readme(args.readme, table)
