@@ -24,7 +24,7 @@ from trickbench.io import digest_json
 
 ID_SAFE = re.compile(r"[A-Za-z0-9_.+=-]+")  # fullmatch: `$` would let a trailing newline through
 
-# the largest preset has 360 points (paper-cifar100); 10,000 already means days of training on a GPU, and
+# the largest preset has 75 points (seed-initializers); 10,000 already means days of training on a GPU, and
 # validating a point takes about 0.1 ms, so the caps keep `trickbench validate` under a few seconds
 MAX_POINTS_PER_STUDY = 10_000
 MAX_POINTS_TOTAL = 50_000

@@ -114,7 +114,7 @@ def uri_scheme_problem(uri: str) -> str | None:
         return "expected sqlite:///<path> (three slashes, then the database file)"
     if scheme in ("sqlite", "http", "https", "databricks") or scheme.split("+")[0] in DATABASE_SCHEMES:
         return None
-    return f"not a tracking URI MLflow can use here; expected {ACCEPTED_URIS}"
+    return f"is not a tracking URI MLflow can use here; expected {ACCEPTED_URIS}"
 
 
 def _database_driver_problem(uri: str) -> str | None:
