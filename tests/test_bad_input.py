@@ -437,9 +437,12 @@ def run_case(case: Case, root: Path, template: Path) -> tuple[Case, subprocess.C
     if case.setup is not None:
         case.setup(workdir)
     before = files_under(root)
-    env = {key: value for key, value in os.environ.items() if key != "TRICKBENCH_ALLOW_OUTSIDE"}
-    env.update({"PATH": f"{BIN}:{os.environ['PATH']}", **case.env,
-                "MLFLOW_TRACKING_URI": f"sqlite:///{workdir / 'mlflow.db'}"})  # a store created here shows up
+    env = {key: value for key, value in os.environ.items()
+           if key != "TRICKBENCH_ALLOW_OUTSIDE" and not key.startswith("DATABRICKS_")}
+    # a store created here shows up; a case's env replaces it, and a value "" unsets the variable
+    env.update({"PATH": f"{BIN}:{os.environ['PATH']}", "MLFLOW_TRACKING_URI": f"sqlite:///{workdir / 'mlflow.db'}",
+                **case.env})
+    env = {key: value for key, value in env.items() if value != ""}
     command = [str(BIN / case.argv[0]), *case.argv[1:]] if case.argv[0] == "snakemake" else \
         [str(BIN / "trickbench"), *case.argv]
     done = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True, timeout=300)
@@ -464,7 +467,12 @@ ERROR_LINE = re.compile(r"^trickbench [a-z-]+: error: ")
 
 @pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
 def test_bad_input_fails_cleanly(case, outcomes):
-    done, before, after = outcomes[case.id]
+    assert_refused_cleanly(case, *outcomes[case.id])
+
+
+def assert_refused_cleanly(case: Any, done: subprocess.CompletedProcess, before: dict, after: dict) -> None:
+    """Exit 2, no traceback, nothing written (the snapshots before and after, `case.outside`), one error line on
+    stderr (Snakemake: one of its lines) naming `case.culprit` and holding every text of `case.expect`."""
     stderr = done.stderr.strip()
     assert done.returncode == 2, f"exit {done.returncode}:\n{done.stdout[-2000:]}\n{stderr[-2000:]}"
     assert "Traceback" not in stderr + done.stdout, stderr[-3000:]
@@ -474,7 +482,7 @@ def test_bad_input_fails_cleanly(case, outcomes):
         errors = [line for line in stderr.splitlines() if line.startswith("trickbench: error:")]
         assert len(errors) == 1, stderr[-3000:]
         line = errors[0]
-    elif case.usage or case.id == "train-without-study":  # argparse: the usage line, then one error line
+    elif getattr(case, "usage", False) or case.id == "train-without-study":  # argparse: usage, then the error
         line = stderr.splitlines()[-1]
         assert re.match(r"^trickbench( [a-z-]+)?: error: ", line), stderr
     else:

@@ -48,9 +48,9 @@ def _set_threads(params: dict[str, Any]) -> None:
 
 def cmd_validate(args: argparse.Namespace) -> None:
     params = _params(args)
-    from trickbench.grid import expand_grid
+    from trickbench.grid import check_grid
 
-    print(f"{args.params}: valid; {len(params['studies'])} studies, {len(expand_grid(params))} grid points")
+    print(f"{args.params}: valid; {len(params['studies'])} studies, {check_grid(params)} grid points")
 
 
 def cmd_list(args: argparse.Namespace) -> None:

@@ -11,7 +11,7 @@ No heavy imports here: `trickbench validate` and `grid` import this module, neve
 from __future__ import annotations
 
 __all__ = ["BadInput", "ParamsError", "GridError", "UnknownComponentError", "DataError", "NetworkError",
-           "UnreadableFileError", "MissingInputError", "TrackingError"]
+           "UnreadableFileError", "MalformedFileError", "MissingInputError", "TrackingError"]
 
 
 class BadInput(Exception):
@@ -59,3 +59,9 @@ class MissingInputError(BadInput, FileNotFoundError):
 class TrackingError(BadInput, RuntimeError):
     """The tracking store cannot be used (unknown scheme, missing folder, no server answering): bad input,
     reported in one line before a stage writes anything."""
+
+
+class MalformedFileError(UnreadableFileError):
+    """A stage file that parses but does not hold what the stage wrote (a JSON list where a mapping belongs, a
+    missing key or column, arrays of other shapes): someone else's file, or one edited by hand. The message
+    names the file, what is wrong and what was expected."""

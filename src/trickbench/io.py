@@ -1,15 +1,20 @@
-"""Atomic file writes and content digests: every stage output goes through here."""
+"""Atomic file writes, bounded reads and content digests: every stage output goes through here, and every
+file a user names is read through `read_bytes_bounded` (a regular file of at most a given size, so
+/dev/zero, a FIFO or a huge file is refused in one line before anything is read)."""
 from __future__ import annotations
 
 import contextlib
 import hashlib
 import json
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
-from trickbench.errors import MissingInputError, UnreadableFileError
+from trickbench.errors import BadInput, MissingInputError, UnreadableFileError
+
+MAX_STAGE_JSON_BYTES = 256 * 1024 * 1024  # a stage's JSON (the largest, an ensemble table, is under 1 MB)
 
 
 @contextlib.contextmanager
@@ -42,13 +47,61 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
 
 
-def read_json(path: str | os.PathLike) -> Any:
+def file_kind(mode: int) -> str:
+    """What a file that is not a regular file is, for an error message."""
+    for test, kind in ((stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a named pipe"),
+                       (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return kind
+    return "not a regular file"
+
+
+def read_bytes_bounded(path: str | os.PathLike, limit: int, what: str,
+                       error: type[BadInput] = UnreadableFileError) -> bytes:
+    """The bytes of the regular file `path` (symlinks followed), at most `limit` of them; else `error` (a
+    BadInput: one line naming the path and what was expected). `what` names the file's role ("README").
+    The kind is checked before opening (opening a FIFO blocks), the size before and while reading (a file
+    can grow in between; /proc files report size 0)."""
+    missing = MissingInputError if error is UnreadableFileError else error
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise missing(f"{path}: {what} not found") from None
+    except OSError as failure:
+        raise error(f"{path}: cannot read the {what} ({failure.strerror})") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise error(f"{path}: is {file_kind(info.st_mode)}; expected a regular file ({what})")
+    if info.st_size > limit:
+        raise error(f"{path}: {info.st_size:,} bytes; a {what} may have at most {limit:,} bytes")
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(limit + 1)
+    except OSError as failure:
+        raise error(f"{path}: cannot read the {what} ({failure.strerror})") from None
+    if len(data) > limit:
+        raise error(f"{path}: more than {limit:,} bytes; a {what} may have at most {limit:,} bytes")
+    return data
+
+
+def read_text_bounded(path: str | os.PathLike, limit: int, what: str,
+                      error: type[BadInput] = UnreadableFileError) -> str:
+    """`read_bytes_bounded`, decoded as UTF-8 (else `error` naming the path and the byte)."""
+    data = read_bytes_bounded(path, limit, what, error)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as failure:
+        raise error(f"{path}: not UTF-8 text (byte {failure.start}); expected a {what}") from None
+
+
+def read_json(path: str | os.PathLike, limit: int = MAX_STAGE_JSON_BYTES) -> Any:
     """A JSON file a stage wrote; MissingInputError or UnreadableFileError (bad input) naming it."""
     try:
-        with open(path) as handle:
-            return json.load(handle)
-    except FileNotFoundError:
+        data = read_bytes_bounded(path, limit, "stage file (JSON)")
+    except MissingInputError:
         raise MissingInputError(f"{path}: missing; run the stage that writes it first") from None
+    try:
+        return json.loads(data.decode("utf-8"))
     except ValueError as error:  # JSONDecodeError, UnicodeDecodeError: truncated or garbled
         raise UnreadableFileError(f"{path}: unreadable ({type(error).__name__}: {error}); rerun the stage "
                                   "that writes it") from None

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import copy
 import math
-import os
-import stat
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping
@@ -25,6 +23,9 @@ from typing import Any, Mapping
 import yaml
 
 from trickbench.errors import DataError, GridError, ParamsError
+from trickbench.folders import ALLOW_OUTSIDE_ENV, check_output_dirs  # noqa: F401 (ALLOW_OUTSIDE_ENV: re-exported)
+from trickbench.io import read_text_bounded
+from trickbench.names import check_names
 
 # inside the package, so a wheel ships it; workflow/schemas/params.schema.yaml is a symlink to it
 SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "params.schema.yaml"
@@ -33,13 +34,6 @@ MAX_PARAMS_BYTES = 1_000_000  # the default params.yaml is 4 kB; the largest con
 MAX_DEPTH = 32  # nesting levels (the schema needs 5)
 MAX_ALIASES = 100
 MAX_EXPANDED_NODES = 100_000  # nodes after expanding every alias (the default params.yaml: about 300)
-
-# TRICKBENCH_ALLOW_OUTSIDE=1 lets paths.* leave the project directory, but never for these:
-ALLOW_OUTSIDE_ENV = "TRICKBENCH_ALLOW_OUTSIDE"
-SYSTEM_TREES = ("/etc", "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/dev", "/proc",
-                "/sys", "/boot", "/run")  # neither the folder nor anything inside it
-SYSTEM_FOLDERS = ("/", "/var", "/root", "/home", "/tmp", "/opt", "/srv", "/mnt", "/media")  # the folder itself
-
 
 @lru_cache(maxsize=1)
 def raw_schema() -> dict[str, Any]:
@@ -162,40 +156,10 @@ def parse_params_text(text: str, source: str) -> Any:
         loader.dispose()
 
 
-def _file_kind(mode: int) -> str:
-    for test, kind in ((stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device"),
-                       (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a named pipe"),
-                       (stat.S_ISSOCK, "a socket")):
-        if test(mode):
-            return kind
-    return "not a regular file"
-
-
 def read_params_file(path: str | Path) -> dict[str, Any]:
     """The file's mapping as written (no defaults, not validated), read under the reading rules."""
     path = Path(path)
-    try:
-        info = path.stat()  # before opening: opening a FIFO would block
-    except FileNotFoundError:
-        raise ParamsError(f"{path}: params file not found") from None
-    except OSError as error:
-        raise ParamsError(f"{path}: cannot read the params file ({error.strerror})") from None
-    if not stat.S_ISREG(info.st_mode):
-        raise ParamsError(f"{path}: is {_file_kind(info.st_mode)}; expected a params file (YAML)")
-    if info.st_size > MAX_PARAMS_BYTES:
-        raise ParamsError(f"{path}: {info.st_size:,} bytes; a params file may have at most "
-                          f"{MAX_PARAMS_BYTES:,} bytes")
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read(MAX_PARAMS_BYTES + 1)
-    except OSError as error:
-        raise ParamsError(f"{path}: cannot read the params file ({error.strerror})") from None
-    if len(data) > MAX_PARAMS_BYTES:  # grew since stat
-        raise ParamsError(f"{path}: more than {MAX_PARAMS_BYTES:,} bytes; a params file may have at most that")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise ParamsError(f"{path}: not UTF-8 text (byte {error.start})") from None
+    text = read_text_bounded(path, MAX_PARAMS_BYTES, "params file", ParamsError)
     params = parse_params_text(text, str(path))
     if params is None:
         raise ParamsError(f"{path}: the file is empty; expected the keys data, train, studies")
@@ -246,6 +210,10 @@ def overrides_source(source: str, overrides: Mapping[str, Any] | None) -> str:
 # ---------------------------------------------------------------------------------------------------
 # 2. plain data, 3. schema
 # ---------------------------------------------------------------------------------------------------
+def _raise(error: Exception) -> None:
+    raise error
+
+
 def _type_name(value: Any) -> str:
     return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean", int: "an integer",
             float: "a number", type(None): "null", bytes: "binary data"}.get(type(value), f"a {type(value).__name__}")
@@ -339,7 +307,7 @@ def _format_error(error: Any, source: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------------
-# 4. across keys, output folders
+# 4. across keys (the output folders: trickbench.folders)
 # ---------------------------------------------------------------------------------------------------
 def _point_error(point: Any, key: str, message: str, source: str) -> ParamsError:
     return ParamsError(f"{source}: {point.origin_of(key)}: {message} (grid point {point.study}/{point.point_id})")
@@ -419,41 +387,13 @@ def check_cross_fields(params: dict[str, Any], points: list[Any], source: str) -
                               f"{study!r}; expected one of: {', '.join(activations)}")
 
 
-def _is_within(path: Path, folder: Path) -> bool:
-    return path == folder or folder in path.parents
+def _check_tracking_uri(tracking: dict[str, Any], source: str) -> None:
+    """The scheme of tracking.uri (the store itself is checked by each stage: trickbench.tracking.check_store)."""
+    from trickbench.tracking import uri_scheme_problem
 
-
-def check_output_dirs(params: dict[str, Any], source: str, project: Path | None = None) -> None:
-    """paths.artifacts and paths.results: inside the project directory (the working directory of the
-    engine), or with TRICKBENCH_ALLOW_OUTSIDE=1 anywhere but a system folder; two separate folders,
-    neither inside the other, neither the project itself nor a folder above it."""
-    project = (project or Path.cwd()).resolve()
-    allow_outside = os.environ.get(ALLOW_OUTSIDE_ENV, "") == "1"
-    resolved = {}
-    for key in ("artifacts", "results"):
-        given = params["paths"][key]
-        path = (project / Path(given).expanduser()).resolve()  # symlinks followed: where writes would land
-        name = f"{source}: paths.{key}: {given!r}"
-        system = [tree for tree in SYSTEM_TREES if _is_within(path, Path(tree))] + \
-            [folder for folder in SYSTEM_FOLDERS if path == Path(folder)]
-        if system:
-            raise ParamsError(f"{name} resolves to {path}, a system folder; expected a folder inside the "
-                              f"project {project}")
-        if _is_within(project, path):
-            raise ParamsError(f"{name} is the project directory {project} or a folder above it; expected a "
-                              "folder inside it, such as artifacts/")
-        if not _is_within(path, project) and not allow_outside:
-            raise ParamsError(f"{name} resolves to {path}, outside the project {project}; expected a folder "
-                              f"inside it (or set {ALLOW_OUTSIDE_ENV}=1 to allow a folder outside)")
-        resolved[key] = path
-    artifacts, results = resolved["artifacts"], resolved["results"]
-    if artifacts == results:
-        raise ParamsError(f"{source}: paths.artifacts and paths.results are the same folder {artifacts}; "
-                          "expected two separate folders")
-    for inner, outer in (("artifacts", "results"), ("results", "artifacts")):
-        if _is_within(resolved[inner], resolved[outer]):
-            raise ParamsError(f"{source}: paths.{inner} ({resolved[inner]}) is inside paths.{outer} "
-                              f"({resolved[outer]}); expected two separate folders")
+    uri = tracking["uri"]
+    if tracking["enabled"] and uri is not None and (problem := uri_scheme_problem(uri)) is not None:
+        raise ParamsError(f"{source}: tracking.uri: {uri!r}: {problem}")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -465,6 +405,7 @@ def validate(params: Any, source: str = "params", project: Path | None = None) -
         check_plain_data(params)
     except ParamsError as error:
         raise ParamsError(f"{source}: {error}") from None
+    check_names(params, "", lambda where, message: _raise(ParamsError(f"{source}: {where}: {message}")))
     schema = schema_with_registries()
     filled = copy.deepcopy(params)
     validator = _validator_class()(schema)
@@ -476,12 +417,20 @@ def validate(params: Any, source: str = "params", project: Path | None = None) -
     from trickbench.grid import expand_grid
 
     try:
-        points = expand_grid(filled)
+        points = expand_grid(filled)  # checks every study's size and values before expanding
     except GridError as error:
         raise ParamsError(f"{source}: {error}") from None
     train_schema = {**schema["$defs"]["train_config"], "$defs": schema["$defs"]}
     point_validator = _validator_class()(train_schema)
+    checked: set[tuple[str, str | None, str]] = set()
     for point in points:
+        # the train_config keys are independent of each other: a point whose every (axis, value) was part of
+        # a valid point of its study is valid too, so a 10,000-point study validates about as many points as
+        # it has axis values (a jsonschema pass over one config takes about 1.5 ms)
+        pairs = {(point.study, key, repr(value)) for key, value in point.axes.items()} | {(point.study, None, "")}
+        if pairs <= checked:
+            continue
+        checked |= pairs
         point_errors = list(point_validator.iter_errors(point.config))
         if point_errors:
             error = _innermost(point_errors[0])  # always inside the config: its keys are checked already
@@ -490,6 +439,7 @@ def validate(params: Any, source: str = "params", project: Path | None = None) -
             raise _point_error(point, key, message, source)
     check_cross_fields(filled, points, source)
     check_output_dirs(filled, source, project)
+    _check_tracking_uri(filled["tracking"], source)
     return filled
 
 

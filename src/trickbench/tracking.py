@@ -96,7 +96,64 @@ def find_experiments(uri: str, names: list[str]) -> dict[str, str | None]:
     return {name: experiment.experiment_id if experiment else None for name, experiment in found.items()}
 
 
-URI_SCHEMES = ("sqlite:///", "http://", "https://", "file:", "databricks")
+
+# the tracking stores the pinned MLflow (3.17) opens: SQLite, a tracking server, a database server whose
+# SQLAlchemy driver is installed, Databricks with credentials. Not the file store (`file:`, a plain path):
+# MLflow 3.13+ refuses it unless MLFLOW_ALLOW_FILE_STORE is set, and it is in maintenance mode.
+DATABASE_SCHEMES = ("postgresql", "mysql", "mssql")
+ACCEPTED_URIS = ("sqlite:///<path>, http(s)://<host>:<port> of an MLflow server, postgresql://, mysql:// or "
+                 "mssql:// (with its driver installed), databricks (with credentials), or null for the "
+                 "project's mlflow.db")
+
+
+def _scheme(uri: str) -> str:
+    """`sqlite`, `http`, `postgresql+psycopg2`...; `databricks` also bare; "" for a plain path (the file store)."""
+    if ":" in uri:
+        return uri.split(":", 1)[0].lower()
+    return uri.lower() if uri.lower() == "databricks" else ""
+
+
+def uri_scheme_problem(uri: str) -> str | None:
+    """Why MLflow cannot use `uri` whatever the machine (a static check, also run by `trickbench validate`)."""
+    scheme = _scheme(uri)
+    if scheme == "file" or (not scheme and uri):
+        return ("the file store (file:, a plain path) is refused by MLflow since 3.13 unless "
+                "MLFLOW_ALLOW_FILE_STORE is set, and no longer maintained; use sqlite:///<path>/mlflow.db")
+    if scheme == "sqlite" and not uri.startswith("sqlite:///"):
+        return "expected sqlite:///<path> (three slashes, then the database file)"
+    if scheme in ("sqlite", "http", "https", "databricks") or scheme.split("+")[0] in DATABASE_SCHEMES:
+        return None
+    return f"is not a tracking URI MLflow can use here; expected {ACCEPTED_URIS}"
+
+
+def _database_driver_problem(uri: str) -> str | None:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        make_url(uri).get_dialect().import_dbapi()
+    except (ArgumentError, NoSuchModuleError, ValueError) as error:
+        return f"not a database URL SQLAlchemy can read ({error})"
+    except ImportError as error:
+        return (f"its database driver is not installed ({error.name or error}); add it to requirements.lock, "
+                "or use sqlite:/// or an MLflow server")
+    return None
+
+
+def _databricks_problem(uri: str) -> str | None:
+    """Credentials as the Databricks SDK finds them: the environment, or a profile of ~/.databrickscfg."""
+    if os.environ.get("DATABRICKS_HOST") and any(os.environ.get(name) for name in (
+            "DATABRICKS_TOKEN", "DATABRICKS_CLIENT_SECRET", "DATABRICKS_PASSWORD", "ARM_CLIENT_SECRET")):
+        return None
+    profile = uri.partition("://")[2].split(":")[0] or os.environ.get("DATABRICKS_CONFIG_PROFILE") or "DEFAULT"
+    config = Path(os.environ.get("DATABRICKS_CONFIG_FILE") or Path.home() / ".databrickscfg")
+    try:
+        if config.is_file() and f"[{profile}]" in config.read_text(errors="replace")[:1_000_000]:
+            return None
+    except OSError:
+        pass
+    return (f"no Databricks credentials: set DATABRICKS_HOST and DATABRICKS_TOKEN, or a [{profile}] profile in "
+            f"{config}; or set tracking.uri to sqlite:///<path> or an MLflow server")
 
 
 def is_sqlite(path: Path) -> bool:
@@ -113,9 +170,14 @@ def check_store(params: dict[str, Any], timeout: float = 10.0) -> None:
     if not params["tracking"]["enabled"]:
         return
     uri, source = tracking_uri(params), uri_source(params)
-    if not uri.startswith(URI_SCHEMES):
-        raise TrackingError(f"{source}: {uri!r} is not a tracking URI; expected sqlite:///<path>, "
-                            "http(s)://<host>:<port> of an MLflow server, or null for the project's mlflow.db")
+    scheme = _scheme(uri)
+    problem = uri_scheme_problem(uri)
+    if problem is None and scheme.split("+")[0] in DATABASE_SCHEMES:
+        problem = _database_driver_problem(uri)
+    elif problem is None and scheme == "databricks":
+        problem = _databricks_problem(uri)
+    if problem is not None:
+        raise TrackingError(f"{source}: {uri!r}: {problem}")
     if uri.startswith("sqlite:///"):
         path = Path(uri.removeprefix("sqlite:///"))
         if not path.parent.is_dir():

@@ -14,6 +14,7 @@ COLUMNS = ["claim_id", "source", "statement", "preset", "study", "metric", "trea
 VERDICT_COLOURS = {"holds": "#1b7837", "contradicted": "#b2182b", "equivalent": "#2166ac", "underpowered": "#e08214",
                    "inconclusive": "#878787", "premise not met": "#8073ac", "not run": "#d9d9d9"}
 README_TABLE = ("<!-- claims:table:begin -->", "<!-- claims:table:end -->")
+MAX_PAGE_BYTES = 4 * 1024 * 1024
 
 
 def _number(value: float, digits: int = 4) -> str:
@@ -156,14 +157,11 @@ def forest_plot(table: Any, path: Path, dpi: int = 120) -> None:
 def readme_parts(path: Path) -> tuple[str, str]:
     """The page's text before and after its claims table (ClaimsError unless one README_TABLE pair)."""
     from trickbench.claims.model import ClaimsError
+    from trickbench.io import read_text_bounded
 
     begin, end = README_TABLE
-    try:
-        if not path.is_file() or path.stat().st_size > 4 * 1024 * 1024:
-            raise ClaimsError(f"{path}: expected a Markdown file of at most 4 MiB with the claims table to update")
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as error:
-        raise ClaimsError(f"{path}: unreadable ({type(error).__name__}); expected the page to update") from None
+    # a regular file of bounded size (not /dev/zero, a FIFO, a huge file), refused before anything is written
+    text = read_text_bounded(path, MAX_PAGE_BYTES, "Markdown page with the claims table", error=ClaimsError)
     if text.count(begin) != 1 or text.count(end) != 1 or text.index(begin) > text.index(end):
         raise ClaimsError(f"{path}: expected one {begin} line before one {end} line around the claims table")
     head, rest = text.split(begin)

@@ -26,29 +26,40 @@ from typing import Any
 
 import numpy as np
 
-from trickbench.data.prepared import read_npz
 from trickbench.grid import point_id, study_points
-from trickbench.io import read_json, write_json
+from trickbench.io import write_json
 from trickbench.metrics import error_rate, log_loss
 from trickbench.paths import Layout
+from trickbench.run_files import malformed, read_metrics, read_predictions
 
 METRICS = ("val_loss", "val_error", "test_loss", "test_error")
 
 
-PREDICTIONS_REQUIRED = ("val_probs", "val_labels")  # a finished run's; the test split may be empty
-
-
 def load_completed(layout: Layout, params: dict[str, Any], study: str) -> list[dict[str, Any]]:
-    """Finished, non-diverged runs of the study's current grid, each with its predictions."""
-    runs = []
+    """Finished, non-diverged runs of the study's current grid, each with its predictions (all evaluated on
+    the same images: a predictions.npz of other data is named in one line)."""
+    runs, first = [], None
     for point in study_points(params, study):
         files = layout.run_files(study, point.point_id)
-        record = read_json(files.metrics)
+        record = read_metrics(files.metrics, point.point_id)
         if record["status"] != "completed":
             continue
-        record["predictions"] = read_npz(files.predictions, PREDICTIONS_REQUIRED, "train")
+        record["predictions"] = read_predictions(files.predictions)
+        first = first or (files.predictions, record["predictions"])
+        _check_same_data(first, files.predictions, record["predictions"])
         runs.append(record)
     return runs
+
+
+def _check_same_data(first: tuple[Any, dict[str, np.ndarray]], path: Any, arrays: dict[str, np.ndarray]) -> None:
+    """Same labels and the same number of classes as the study's first run (snapshots: read_predictions)."""
+    first_path, reference = first
+    for name, same in (("val_labels", np.array_equal), ("test_labels", np.array_equal),
+                       ("val_probs", lambda a, b: a.shape == b.shape), ("test_probs", lambda a, b: a.shape == b.shape)):
+        mine, theirs = arrays.get(name), reference.get(name)
+        if (mine is None) != (theirs is None) or (mine is not None and not same(mine, theirs)):
+            raise malformed(path, f"{name} differs from {first_path}'s; expected every run of the study evaluated "
+                            "on the same prepared data", "train")
 
 
 def _score(probs: np.ndarray | None, labels: np.ndarray | None) -> tuple[float, float]:

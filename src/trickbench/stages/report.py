@@ -24,6 +24,8 @@ from trickbench.report.overview import (claims_report, class_counts_table, curve
                                         runs_table, summary_metrics)
 from trickbench.report.study import FIGURES, TABLES, Study, StudyData, Table, diagnosis_report
 from trickbench.report.tables import label
+from trickbench.run_files import (BATCH_LOSS_COLUMNS, read_batch_loss, read_diagnostics, read_ensemble,
+                                        read_history, read_manifest, read_metrics, read_predictions)
 
 
 # ------------------------------------------------------------------------------------------------ collect
@@ -32,9 +34,9 @@ def collect(params: dict[str, Any], layout: Layout, study: str) -> StudyData:
     records, curves, batches, init_rows, dead_rows = [], [], {}, [], []
     for point in study_points(params, study):
         files = layout.run_files(study, point.point_id)
-        records.append(read_json(files.metrics))
+        records.append(read_metrics(files.metrics, point.point_id))
         labels = {key: label(value) for key, value in point.axes.items()}
-        history = pd.read_csv(files.history).rename(columns={"lr": "epoch_lr"})
+        history = pd.DataFrame(read_history(files.history)).rename(columns={"lr": "epoch_lr"})
         if len(history) and records[-1]["status"] == "completed":
             records[-1].setdefault("train_loss_running", float(history["train_loss"].iloc[-1]))
             records[-1].setdefault("train_error_running", float(history["train_error"].iloc[-1]))
@@ -42,10 +44,9 @@ def collect(params: dict[str, Any], layout: Layout, study: str) -> StudyData:
         history = history.assign(study=study, point_id=point.point_id, **labels)
         curves.append(history)
         batch_path = files.batch_loss
-        batches[point.point_id] = pd.read_csv(batch_path) if batch_path.exists() else pd.DataFrame(
-            columns=["epoch", "batch", "loss"])
-        diagnostics_path = files.diagnostics
-        diagnostics = read_json(diagnostics_path) if diagnostics_path.exists() else {}
+        batches[point.point_id] = pd.DataFrame(read_batch_loss(batch_path)) if batch_path.exists() else \
+            pd.DataFrame(columns=list(BATCH_LOSS_COLUMNS))
+        diagnostics = read_diagnostics(files.diagnostics)
         for index, entry in enumerate(diagnostics.get("init_activation_stats", [])):
             init_rows.append({"point_id": point.point_id, "layer": entry["layer"], "layer_index": index,
                               "mean": entry["mean"], "std": entry["std"], **labels})
@@ -60,11 +61,9 @@ def collect(params: dict[str, Any], layout: Layout, study: str) -> StudyData:
 
 def test_mean_recall(predictions: Path) -> float:
     """Mean per-class recall on the test split of a completed run's predictions.npz (NaN without them)."""
-    from trickbench.data.prepared import read_npz
-
     if not predictions.is_file():
         return float("nan")
-    arrays = read_npz(predictions, (), "train")
+    arrays = read_predictions(predictions)
     if "test_probs" not in arrays:
         return float("nan")
     return mean_class_recall(arrays["test_probs"], arrays["test_labels"])
@@ -94,17 +93,17 @@ def write_table(table: Table, paths: dict[str, Path]) -> list[Path]:
 def footer(params: dict[str, Any], layout: Layout, records: list[dict[str, Any]]) -> str:
     """The line under a table: where these runs were made, the params and the data digests."""
     return versions.extend_footer(provenance.footer(records), params,
-                                  read_json(layout.manifest)["digest"] if layout.manifest.exists() else None)
+                                  read_manifest(layout.manifest)["digest"] if layout.manifest.exists() else None)
 
 
 def study_report(params: dict[str, Any], layout: Layout, study: str, data: StudyData | None = None) -> list[Path]:
     """Every table, the diagnosis and every figure of `study` that report/outputs.py declares."""
     data = data if data is not None else collect(params, layout, study)
-    contents = Study(study, params, data, read_json(layout.ensemble_json(study)), footer(params, layout, data.records))
+    contents = Study(study, params, data, read_ensemble(layout.ensemble_json(study)), footer(params, layout, data.records))
     outputs = study_outputs(params, layout, study)
     for name in study_tables(params, study):
         write_table(TABLES[name](contents), table_paths(outputs, name))
-    num_classes = len(read_json(layout.manifest)["class_names"]) if layout.manifest.exists() else None
+    num_classes = len(read_manifest(layout.manifest)["class_names"]) if layout.manifest.exists() else None
     diagnosis = diagnosis_report(contents, num_classes)
     write_text(outputs["diagnosis_md"], diagnosis.markdown)
     write_table(diagnosis.table, {ext: outputs[f"diagnosis_{ext}"] for ext in ("csv", "html")})
@@ -127,7 +126,7 @@ def log_summary_run(params: dict[str, Any], layout: Layout, study: str, data: St
                     paths: list[Path]) -> str | None:
     """The study's MLflow summary run: every table and figure, the paper table's numbers as metrics; its id."""
     identity = digest_json(["summary", study, params["report"], [r["run_digest"] for r in data.records],
-                            read_json(layout.ensemble_json(study)), str(layout.study_results(study).resolve())])
+                            read_ensemble(layout.ensemble_json(study)), str(layout.study_results(study).resolve())])
     run = tracking.open_run(params, tracking.experiment_name(params, study), f"summary-{study}",
                             {"trickbench.study": study, "trickbench.kind": "summary",
                              **versions.digest_tags(params, layout)}, {"report": params["report"]},
@@ -161,14 +160,18 @@ def preset_verdicts(params: dict[str, Any], layout: Layout, made: str) -> list[P
 def report(params: dict[str, Any], layout: Layout) -> list[Path]:
     from trickbench.io import write_json
 
+    tracking.check_store(params)  # a store MLflow cannot use fails before any output is written
     # read every input first: a missing run or ensemble fails the stage before any output is written
     collected = {study: collect(params, layout, study) for study in params["studies"]}
     for path in [*(layout.ensemble_json(study) for study in params["studies"]), layout.manifest,
                  layout.stats_json, layout.stats_arrays]:
         if not path.is_file():
             raise MissingInputError(f"{path}: missing; run the stages before report first")
+    for study in params["studies"]:  # their shapes too, before the first output
+        read_ensemble(layout.ensemble_json(study))
+    read_manifest(layout.manifest)
     written = [spectrum(params, layout),
-               *write_table(class_counts_table(read_json(layout.manifest)), class_counts_outputs(layout))]
+               *write_table(class_counts_table(read_manifest(layout.manifest)), class_counts_outputs(layout))]
     all_records, all_curves, headlines, study_paths = [], [], {}, {}
     for study, data in collected.items():
         study_paths[study] = study_report(params, layout, study, data)
@@ -176,7 +179,7 @@ def report(params: dict[str, Any], layout: Layout) -> list[Path]:
         all_records += data.records
         all_curves.append(data.curves)
         paper_csv = study_outputs(params, layout, study).get("paper_table_csv")
-        headlines[study] = headline(data.records, read_json(layout.ensemble_json(study)), paper_csv)
+        headlines[study] = headline(data.records, read_ensemble(layout.ensemble_json(study)), paper_csv)
     made = footer(params, layout, all_records)
     write_table(runs_table(all_records, made), {"csv": layout.runs_table, "html": runs_html(layout)})
     with atomic_path(curves_table(layout)) as tmp:

@@ -6,26 +6,29 @@ A point is
 - `failed`: its metrics.json says the run diverged, or its progress record (trickbench.progress) says the job
   ended by an error or a signal, or the record says running but its process is gone from this host (killed);
 - `running`: the progress record of a live job, with the last epoch it finished;
+- `corrupt`: a file of the run that a later stage reads (metrics.json, history.csv) is there but does not hold
+  what the train stage writes (trickbench.run_files): shown with the file, never as pending;
 - `pending`: nothing of the current configuration on disk (a stale metrics.json counts as nothing).
 
 The time left is the epochs still to train (the rest of each running point, every epoch of each pending one)
 times the seconds per epoch measured so far: of the study's finished runs (history.csv), else of its running
-or failed jobs, else of any other study's. Failed points are not counted: they train only when rerun.
+or failed jobs, else of any other study's. Failed and corrupt points are not counted: they train only when
+rerun (a corrupt one once its folder is deleted).
 """
 from __future__ import annotations
 
-import csv
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from trickbench.grid import GridPoint, study_points
-from trickbench.io import read_json
+from trickbench.errors import MissingInputError, UnreadableFileError
 from trickbench.paths import Layout
 from trickbench.progress import process_alive, read_progress
+from trickbench.run_files import read_history, read_manifest, read_metrics
 
-STATES = ("done", "running", "failed", "pending")
+STATES = ("done", "running", "failed", "corrupt", "pending")
 
 
 @dataclass
@@ -35,7 +38,7 @@ class PointStatus:
     epoch: int  # epochs finished (the last one written); 0 if none
     epochs: int  # the configured epochs
     seconds: float  # training seconds spent so far (finished epochs)
-    detail: str = ""  # why failed; the host of a job on another machine
+    detail: str = ""  # why failed; the host of a job on another machine; the corrupt file
 
 
 @dataclass
@@ -62,20 +65,17 @@ class StudyStatus:
 
 
 def history_seconds(path: Path) -> list[float]:
-    """The seconds of every epoch of a finished run's history.csv (empty if unreadable)."""
+    """The seconds of every epoch of a finished run's history.csv (empty if missing or malformed: the point
+    is then shown as corrupt)."""
     try:
-        with open(path, newline="") as handle:
-            return [float(row["seconds"]) for row in csv.DictReader(handle)]
-    except (OSError, KeyError, ValueError, TypeError):
+        return [row["seconds"] for row in read_history(path)]
+    except (MissingInputError, UnreadableFileError):
         return []
 
 
-def _metrics(path: Path) -> dict[str, Any] | None:
-    try:
-        record = read_json(path)
-    except (OSError, ValueError):
-        return None
-    return record if isinstance(record, dict) else None
+def _corrupt(point: GridPoint, path: Path, epochs: int, error: Exception) -> PointStatus:
+    reason = str(error).removeprefix(f"{path}: ").split("; rerun")[0]
+    return PointStatus(point, "corrupt", 0, epochs, 0.0, f"{path.name}: {reason}")
 
 
 def point_status(layout: Layout, point: GridPoint, expected_digests: set[str] | None) -> PointStatus:
@@ -84,10 +84,18 @@ def point_status(layout: Layout, point: GridPoint, expected_digests: set[str] | 
     nothing on disk can be checked against the configuration and it is pending."""
     files = layout.run_files(point.study, point.point_id)
     epochs = int(point.config["epochs"])
-    metrics = _metrics(files.metrics)
-    if metrics is not None and expected_digests is not None and metrics.get("run_digest") in expected_digests:
-        ran = int(metrics.get("epochs_run", epochs))
-        seconds = sum(history_seconds(files.history))
+    try:
+        metrics = read_metrics(files.metrics, point.point_id) if files.metrics.exists() else None
+    except UnreadableFileError as error:  # malformed, garbled, or not a regular file
+        return _corrupt(point, files.metrics, epochs, error)
+    if metrics is not None and expected_digests is not None and metrics["run_digest"] in expected_digests:
+        ran = int(metrics["epochs_run"])
+        try:
+            seconds = sum(row["seconds"] for row in read_history(files.history))
+        except (MissingInputError, UnreadableFileError) as error:
+            return _corrupt(point, files.history, epochs, error)
+        if metrics["status"] == "completed" and not files.predictions.is_file():  # contents: read by ensemble
+            return _corrupt(point, files.predictions, epochs, MissingInputError("missing"))
         if metrics.get("status") == "diverged":
             return PointStatus(point, "failed", ran, epochs, seconds, f"diverged in epoch {ran}")
         return PointStatus(point, "done", ran, epochs, seconds)
@@ -129,8 +137,8 @@ def status(params: dict[str, Any], layout: Layout) -> list[StudyStatus]:
     """Every study of the params file, in order."""
     from trickbench.stages.train import run_digest
 
-    manifest = _metrics(layout.manifest)
-    data_digest = manifest.get("digest") if manifest else None
+    # a malformed manifest is bad input (one line naming it); a missing one: the data are not prepared yet
+    data_digest = read_manifest(layout.manifest)["digest"] if layout.manifest.exists() else None
     studies = []
     for study in params["studies"]:
         points = [point_status(layout, point, {run_digest(point, data_digest, device) for device in DEVICE_TYPES}
@@ -162,11 +170,15 @@ def status_text(studies: list[StudyStatus]) -> str:
     or failed point (done and pending points are only counted)."""
     lines = []
     for study in studies:
-        counts = ", ".join(f"{study.counts[state]} {state}" for state in STATES)
+        counts = ", ".join(f"{study.counts[state]} {state}" for state in STATES
+                           if state != "corrupt" or study.counts[state])  # shown only when there is one
         left = study.seconds_left
         running = study.counts["running"]
+        corrupt = study.counts["corrupt"]
         if left is None:
             eta = "time left: unknown (no epoch measured yet)"
+        elif left == 0 and corrupt:
+            eta = f"nothing running or pending; {corrupt} corrupt point{'s' if corrupt > 1 else ''} to train again"
         elif left == 0:
             eta = "nothing left to train"
         else:
@@ -184,4 +196,8 @@ def status_text(studies: list[StudyStatus]) -> str:
             elif point.state == "failed":
                 lines.append(f"  failed   {point.point.point_id:<{width}}  epoch {point.epoch}/{point.epochs}: "
                              f"{point.detail}")
+            elif point.state == "corrupt":
+                file, reason = point.detail.split(": ", 1)
+                lines.append(f"  corrupt  {point.point.point_id:<{width}}  corrupt ({file}): {reason}; delete the "
+                             "point's folder to train it again")
     return "\n".join(lines)

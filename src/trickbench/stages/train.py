@@ -10,9 +10,10 @@ import numpy as np
 from trickbench import provenance, tracking
 from trickbench.errors import BadInput, MissingInputError, ParamsError
 from trickbench.grid import GridPoint, find_point, study_points
-from trickbench.io import atomic_path, digest_json, read_json, write_json
+from trickbench.io import atomic_path, digest_json, write_json
 from trickbench.paths import Layout, RunFiles
 from trickbench.progress import TrainProgress
+from trickbench.run_files import read_manifest, read_metrics
 
 if TYPE_CHECKING:  # the loop imports torch: only once a point trains
     from trickbench.data.prepared import Prepared
@@ -77,7 +78,7 @@ def train_point(params: dict[str, Any], layout: Layout, study: str, point_id: st
 
     point = find_point(params, study, point_id)
     tracking.check_store(params)  # before anything is written or trained
-    manifest = _read_input(layout.manifest, read_json)
+    manifest = _read_input(layout.manifest, read_manifest)
     prepared = _read_input(layout.prepared, load_prepared)
     # on the CPU: the loop moves them to the device it resolves `train.device` to
     stats = _read_input(layout.stats_json, lambda path: load_stats(path, layout.stats_arrays))
@@ -212,21 +213,21 @@ def train_study(params: dict[str, Any], layout: Layout, study: str) -> list[dict
     and take their slots on that same device, the only one this process can still see."""
     from trickbench.slots import training_slot
 
-    manifest = read_json(layout.manifest)
+    manifest = read_manifest(layout.manifest)
+    points = study_points(params, study)
+    # every finished run read first: a malformed metrics.json is named before anything trains or is removed
+    finished = {point.point_id: read_metrics(path, point.point_id) for point in points
+                if (path := layout.run_files(study, point.point_id).metrics).exists()}
     results = []
-    for point in study_points(params, study):
-        metrics_path = layout.run_files(study, point.point_id).metrics
-        if metrics_path.exists():
-            try:
-                done = read_json(metrics_path)
-                # the device it finished on, as a Snakemake job keeps its metrics.json; resolving `auto`
-                # here would initialise CUDA before the slot below sets CUDA_VISIBLE_DEVICES
-                if done.get("run_digest") == run_digest(point, manifest["digest"], done.get("device_type", "cpu")):
-                    results.append(done)
-                    continue
-            except ValueError:
-                pass
-            metrics_path.unlink()
+    for point in points:
+        done = finished.get(point.point_id)
+        if done is not None:
+            # the device it finished on, as a Snakemake job keeps its metrics.json; resolving `auto`
+            # here would initialise CUDA before the slot below sets CUDA_VISIBLE_DEVICES
+            if done["run_digest"] == run_digest(point, manifest["digest"], done.get("device_type", "cpu")):
+                results.append(done)
+                continue
+            layout.run_files(study, point.point_id).metrics.unlink()  # a stale run: trained again
         slot = training_slot(params, point.config["device"])
         try:
             results.append(train_point(params, layout, study, point.point_id))
