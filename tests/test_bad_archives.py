@@ -37,8 +37,8 @@ from data_fixtures import (
 TIMEOUT_S = 60
 CIFAR10 = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 # runs the real CLI entry point after lowering archive limits named in $TRICKBENCH_TEST_LIMITS
-LIMITS_RUNNER = ("import json, os, sys; import trickbench.data.archives as archives; "
-                 "[setattr(archives, k, v) for k, v in json.loads(os.environ['TRICKBENCH_TEST_LIMITS']).items()]; "
+LIMITS_RUNNER = ("import json, os, sys; import trickbench.data.limits as limits; "
+                 "[setattr(limits, k, v) for k, v in json.loads(os.environ['TRICKBENCH_TEST_LIMITS']).items()]; "
                  "from trickbench.cli import main; sys.exit(main(sys.argv[1:]))")
 
 

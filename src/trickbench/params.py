@@ -25,6 +25,7 @@ from typing import Any, Mapping
 import yaml
 
 from trickbench.errors import DataError, GridError, ParamsError
+from trickbench.io import file_kind
 
 # inside the package, so a wheel ships it; workflow/schemas/params.schema.yaml is a symlink to it
 SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "params.schema.yaml"
@@ -162,15 +163,6 @@ def parse_params_text(text: str, source: str) -> Any:
         loader.dispose()
 
 
-def _file_kind(mode: int) -> str:
-    for test, kind in ((stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device"),
-                       (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a named pipe"),
-                       (stat.S_ISSOCK, "a socket")):
-        if test(mode):
-            return kind
-    return "not a regular file"
-
-
 def read_params_file(path: str | Path) -> dict[str, Any]:
     """The file's mapping as written (no defaults, not validated), read under the reading rules."""
     path = Path(path)
@@ -181,7 +173,7 @@ def read_params_file(path: str | Path) -> dict[str, Any]:
     except OSError as error:
         raise ParamsError(f"{path}: cannot read the params file ({error.strerror})") from None
     if not stat.S_ISREG(info.st_mode):
-        raise ParamsError(f"{path}: is {_file_kind(info.st_mode)}; expected a params file (YAML)")
+        raise ParamsError(f"{path}: is {file_kind(info.st_mode)}; expected a params file (YAML)")
     if info.st_size > MAX_PARAMS_BYTES:
         raise ParamsError(f"{path}: {info.st_size:,} bytes; a params file may have at most "
                           f"{MAX_PARAMS_BYTES:,} bytes")
