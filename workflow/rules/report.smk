@@ -4,7 +4,7 @@
 from snakemake.io import report as report_flag
 
 from trickbench.report.outputs import report_entries
-from trickbench.versions import report_description
+from trickbench.versions.manifest import report_description
 
 
 report: "../report/workflow.rst"

@@ -50,14 +50,17 @@ def open_regular(path: str | os.PathLike, *, follow: bool) -> io.BufferedReader:
     return os.fdopen(fd, "rb")
 
 
-def read_regular_file(path: str | os.PathLike, limit: int | None = None, *, follow: bool = True) -> bytes:
+def read_regular_file(path: str | os.PathLike, limit: int | None = None, *, follow: bool = True,
+                      limit_name: str = "MAX_MEMBER_BYTES") -> bytes:
     """The bytes of a regular file of at most `limit` (default MAX_MEMBER_BYTES) bytes, read in chunks;
-    DataError if it is larger or not a regular file."""
+    DataError if it is larger or not a regular file. `limit_name`: the bound's name, for the message."""
     with open_regular(path, follow=follow) as handle:
-        return read_bounded(handle, limits.MAX_MEMBER_BYTES if limit is None else limit, str(path), declared=None)
+        return read_bounded(handle, limits.MAX_MEMBER_BYTES if limit is None else limit, str(path), declared=None,
+                            limit_name=limit_name)
 
 
-def read_bounded(handle: io.IOBase, limit: int, where: str, *, declared: int | None) -> bytes:
+def read_bounded(handle: io.IOBase, limit: int, where: str, *, declared: int | None,
+                 limit_name: str = "MAX_MEMBER_BYTES") -> bytes:
     """Read a stream in READ_CHUNK pieces; DataError once it exceeds `limit` (or its declared size)."""
     cap = limit if declared is None else min(limit, declared)
     parts, total = [], 0
@@ -65,7 +68,7 @@ def read_bounded(handle: io.IOBase, limit: int, where: str, *, declared: int | N
         total += len(block)
         if total > cap:
             what = f"more than its declared {declared} bytes" if declared is not None and declared < limit \
-                else f"more than {limits.size_text(limit)} (MAX_MEMBER_BYTES)"
+                else f"more than {limits.size_text(limit)} ({limit_name})"
             raise DataError(f"{where}: expands to {what}; refusing to read further")
         parts.append(block)
     return b"".join(parts)
