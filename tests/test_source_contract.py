@@ -95,6 +95,8 @@ def plugin_folder(tmp_path, monkeypatch):
     """A folder that is part of the sources package, holding one new file, and the registry restored after."""
     folder = tmp_path / "plugins"
     folder.mkdir()
+    # the registry catalog this process may cache must not keep the throwaway for later processes
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     (folder / "throwaway.py").write_text(THROWAWAY)
     monkeypatch.setattr(sources, "__path__", [*sources.__path__, str(folder)])
     monkeypatch.setattr(SOURCES, "_entries", dict(SOURCES._entries))
@@ -108,12 +110,12 @@ def test_a_new_file_in_the_package_is_a_new_source_the_prepare_stage_runs(plugin
     from trickbench.paths import Layout
     from trickbench.stages.data import download, prepare
 
+    params = validate(tiny_params(paths={"artifacts": str(tmp_path / "artifacts"),
+                                         "results": str(tmp_path / "results")}))
     assert "throwaway" not in SOURCES
     assert "throwaway" in sources.discover([str(plugin_folder)], sources.__name__)
     assert SOURCES.get("throwaway").name == "throwaway"
 
-    params = validate(tiny_params(paths={"artifacts": str(tmp_path / "artifacts"),
-                                         "results": str(tmp_path / "results")}))
     params["data"] = {**params["data"], "source": "throwaway", "options": {"n": 60}}
     params["tracking"] = {**params["tracking"], "enabled": False}
     layout = Layout.from_params(params)
