@@ -383,7 +383,9 @@ class Tree:
 def folder_tree(spec: str) -> Tree:
     """A side given as a path: it must be a results folder itself (nothing above or beside it is searched)."""
     folder = Path(spec)
-    if not ((folder / MANIFEST).is_file() or (folder / RUNS).is_file()):
+    if os.path.lexists(folder / MANIFEST):
+        read_manifest(folder / MANIFEST)  # a FIFO, a link to a device, another program's file: named here
+    elif not (folder / RUNS).is_file():
         raise VersionsError(f"{spec}: not a results folder (no {MANIFEST} or {RUNS} in it); give the folder the "
                             "report stage writes (paths.results) or a git commit")
     return Tree(spec, folder)

@@ -115,22 +115,16 @@ def _unpickle(data: bytes, where: str) -> dict:
 def _integer_labels(raw: Any, where: str, key: str, n_classes: int) -> np.ndarray:
     """The labels under b`key` as int64, exactly: class indices 0..n_classes-1, never truncated floats or
     class names; DataError naming the file and the key otherwise."""
-    try:
-        values = np.asarray(raw)
-    except (TypeError, ValueError):
-        values = np.asarray(raw, dtype=object)
     expected = f"expected integer class indices 0..{n_classes - 1} (the official CIFAR python format)"
-    if values.ndim != 1:
-        raise DataError(f"{where}: key b{key!r} holds an array of shape {values.shape}; {expected}")
-    if values.dtype.kind not in "iu":
-        bad = next((v for v in values.tolist() if isinstance(v, bool) or not isinstance(v, int)), None)
-        if bad is not None or values.dtype.kind == "b":
-            shown = bad if bad is not None else values[0]
-            raise DataError(f"{where}: key b{key!r} holds {shown!r} ({type(shown).__name__}); {expected}")
-    labels = values.astype(np.int64)
-    if labels.size and (labels.min() < 0 or labels.max() >= n_classes):
+    items = raw.tolist() if isinstance(raw, np.ndarray) and raw.ndim == 1 else raw
+    if not isinstance(items, (list, tuple)):
+        raise DataError(f"{where}: key b{key!r} holds {type(raw).__name__}, not a list of labels; {expected}")
+    bad = next((v for v in items if isinstance(v, bool) or not isinstance(v, int)), None)
+    if bad is not None:
+        raise DataError(f"{where}: key b{key!r} holds {bad!r:.40} ({type(bad).__name__}); {expected}")
+    if items and (min(items) < 0 or max(items) >= n_classes):
         raise DataError(f"{where}: key b{key!r}: labels outside 0..{n_classes - 1}")
-    return labels
+    return np.asarray(items, dtype=np.int64)
 
 
 def _cifar_batch(obj: dict, where: str, label_key: str, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
