@@ -190,7 +190,9 @@ def decode_cifar10(n_images: int | None = None, *, archive: str = "cifar10_train
     """
     import numpy as np
 
-    from trickbench.data.archives import DecodeSpec, decode_members, open_tree, tree_layout
+    from trickbench.data.class_layout import tree_layout
+    from trickbench.data.decode import DecodeSpec, decode_members
+    from trickbench.data.trees import open_tree
 
     path = cifar10_archive(archive)
     split = "test" if "test" in archive else "train"

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import pickle
 import struct
+import subprocess
 import tarfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
+
+from conftest import BIN
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -259,3 +264,24 @@ def png_header_only(width: int, height: int) -> bytes:
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * (width + 1))) + \
         chunk(b"IEND", b"")
+
+
+# runs the real CLI entry point after lowering the data limits named in $TRICKBENCH_TEST_LIMITS
+LIMITS_RUNNER = ("import json, os, sys; import trickbench.data.limits as limits; "
+                 "[setattr(limits, k, v) for k, v in json.loads(os.environ['TRICKBENCH_TEST_LIMITS']).items()]; "
+                 "from trickbench.cli import main; sys.exit(main(sys.argv[1:]))")
+
+
+def files_under(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if not p.is_dir()) if root.exists() else []
+
+
+def run_stage(workdir: Path, stage: str, limits: dict, timeout_s: float) -> subprocess.CompletedProcess:
+    """`trickbench <stage>` in `workdir` (with `limits` lowered in its process); a hang fails the test."""
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "TRICKBENCH_TEST_LIMITS": json.dumps(limits)}
+    head = [str(BIN / "python"), "-c", LIMITS_RUNNER] if limits else [str(BIN / "trickbench")]
+    argv = head + ["--params", "params.yaml", stage] + (["--no-progress"] if stage == "prepare" else [])
+    try:
+        return subprocess.run(argv, cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"trickbench {stage} did not end within {timeout_s} s (a hang)")

@@ -11,13 +11,11 @@ setting the module constant in the CLI process (`limits`), which tests the check
 from __future__ import annotations
 
 import io
-import json
 import os
 import pickle
 import re
 import stat
 import struct
-import subprocess
 import tarfile
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
@@ -28,20 +26,14 @@ from typing import Callable
 import numpy as np
 import pytest
 
-from conftest import BIN, tiny_params, write_params
+from conftest import tiny_params, write_params
 from data_fixtures import (
-    image_bytes, image_tree, md5, patch_zip_central, png_header_only, py2_pickle, random_pixels, tar_header,
-    write_folder, write_tar_entries, write_zip, write_zip_entries,
+    files_under, image_bytes, image_tree, md5, patch_zip_central, png_header_only, py2_pickle, random_pixels,
+    run_stage, tar_header, write_folder, write_tar_entries, write_zip, write_zip_entries,
 )
 
 TIMEOUT_S = 60
 CIFAR10 = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-# runs the real CLI entry point after lowering archive limits named in $TRICKBENCH_TEST_LIMITS
-LIMITS_RUNNER = ("import json, os, sys; import trickbench.data.archives as archives; "
-                 "[setattr(archives, k, v) for k, v in json.loads(os.environ['TRICKBENCH_TEST_LIMITS']).items()]; "
-                 "from trickbench.cli import main; sys.exit(main(sys.argv[1:]))")
-
-
 @dataclass
 class Case:
     id: str
@@ -236,7 +228,7 @@ CASES = [
     Case("zip-fifo-member", zip_modes("fifo.zip", "train/a/pipe.png", b"", stat.S_IFIFO | 0o644),
          r"fifo\.zip: member 'train/a/pipe\.png' is a FIFO"),
     Case("zip-device-member", zip_modes("dev.zip", "train/a/dev.png", b"", stat.S_IFCHR | 0o644),
-         r"dev\.zip: member 'train/a/dev\.png' is a device"),
+         r"dev\.zip: member 'train/a/dev\.png' is a (character )?device"),
     # ------------------------------------------------------------------ ZIP: broken containers
     Case("zip-truncated", zip_raw("cut.zip", lambda r: zip_bytes(r)[: len(zip_bytes(r)) * 2 // 3]),
          r"cut\.zip: not a readable ZIP archive \(corrupt or truncated\?\)"),
@@ -289,11 +281,11 @@ CASES = [
          r"images/train/c: is a symbolic link"),
     Case("dir-fifo", folder_case(lambda f, r: fifo(f / "train/a/pipe.png")), r"images/train/a/pipe\.png: is a FIFO"),
     Case("dir-fifo-not-an-image-name", folder_case(lambda f, r: fifo(f / "train/README")), r"images/train/README: is a FIFO"),
-    Case("dir-device", folder_case(lambda f, r: mknod_device(f / "train/b/zero.png")), r"images/train/b/zero\.png: is a device"),
+    Case("dir-device", folder_case(lambda f, r: mknod_device(f / "train/b/zero.png")), r"images/train/b/zero\.png: is a (character )?device"),
     Case("path-is-a-fifo", lambda root, rng: imagefolder(fifo(root / "pipe.zip")),
-         r"pipe\.zip: is a FIFO, not a folder, a ZIP archive or a tar archive"),
+         r"pipe\.zip: is a FIFO \(named pipe\), not a folder, a ZIP archive or a tar archive"),
     Case("path-is-a-device", lambda root, rng: imagefolder(Path("/dev/zero")),
-         r"/dev/zero: is a device, not a folder, a ZIP archive or a tar archive"),
+         r"/dev/zero: is a (character )?device, not a folder, a ZIP archive or a tar archive"),
     Case("dir-too-many-files", folder_case(lambda f, r: write_folder(f, {f"train/a/{i}.png": b"" for i in range(30)})),
          r"images: member 'train/a/\d+\.png': more than 20 entries \(MAX_MEMBERS\)", limits={"MAX_MEMBERS": 20}),
     Case("dir-file-too-large", folder_case(lambda f, r: (f / "train/a/big.png").write_bytes(bytes(80_000))),
@@ -304,9 +296,9 @@ CASES = [
     Case("dir-empty-class-folder", folder_case(lambda f, r: (f / "train/c").mkdir()), r"images: class folder 'train/c/' holds no images"),
     # ------------------------------------------------------------------ cifar10: local copies
     Case("cifar-archive-is-a-device", lambda root, rng: {"source": "cifar10", "options": {"archive": "/dev/zero"}},
-         r"/dev/zero: is a device, not a regular file \(data\.options\.archive\)"),
+         r"/dev/zero: is a character device, not a regular file \(data\.options\.archive\)"),
     Case("cifar-archive-is-a-fifo", lambda root, rng: {"source": "cifar10", "options": {"archive": str(fifo(root / "c.tar.gz"))}},
-         r"c\.tar\.gz: is a FIFO, not a regular file \(data\.options\.archive\)"),
+         r"c\.tar\.gz: is a FIFO \(named pipe\), not a regular file \(data\.options\.archive\)"),
     Case("cifar-root-holds-a-fifo", lambda root, rng: (fifo(root / "cifar-10-python.tar.gz"),
                                                       {"source": "cifar10", "options": {"root": str(root)}})[1],
          r"holds neither cifar-10-batches-py/ nor cifar-10-python\.tar\.gz \(data\.options\.root\)"),
@@ -361,20 +353,6 @@ CASES = [
 # ---------------------------------------------------------------------------------------------------
 # running them
 # ---------------------------------------------------------------------------------------------------
-def files_under(root: Path) -> list[str]:
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if not p.is_dir()) if root.exists() else []
-
-
-def run_cli(workdir: Path, stage: str, limits: dict) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "TRICKBENCH_TEST_LIMITS": json.dumps(limits)}
-    head = [str(BIN / "python"), "-c", LIMITS_RUNNER] if limits else [str(BIN / "trickbench")]
-    argv = head + ["--params", "params.yaml", stage] + (["--no-progress"] if stage == "prepare" else [])
-    try:
-        return subprocess.run(argv, cwd=workdir, env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"trickbench {stage} did not end within {TIMEOUT_S} s (a hang)")
-
-
 def run_case(case: Case, root: Path) -> dict:
     workdir, inputs = root / "project", root / "inputs"
     workdir.mkdir(parents=True)
@@ -383,9 +361,9 @@ def run_case(case: Case, root: Path) -> dict:
     params = tiny_params(data={**data, "val_fraction": 0.15, "test_fraction": 0.15, "split_seed": 0})
     params["tracking"]["enabled"] = False
     write_params(workdir / "params.yaml", params)
-    outcome = {"download": run_cli(workdir, "download", case.limits)}
+    outcome = {"download": run_stage(workdir, "download", case.limits, TIMEOUT_S)}
     if case.stage == "prepare" and outcome["download"].returncode == 0:
-        outcome["prepare"] = run_cli(workdir, "prepare", case.limits)
+        outcome["prepare"] = run_stage(workdir, "prepare", case.limits, TIMEOUT_S)
     outcome["artifacts"] = files_under(workdir / "artifacts")
     return outcome
 

@@ -300,7 +300,7 @@ def test_a_checkpoint_of_another_device_type_is_refused_with_one_line(tmp_path):
     line naming the file and both devices, the file untouched and nothing written. The reverse direction
     (a CPU checkpoint met by a CUDA job) goes through the same check, called with device type cuda."""
     from conftest import RESUME_POINT as POINT, RESUME_STUDY as STUDY, cli_env, prepare_project, resume_params, train_command
-    from trickbench.data.archives import DataError
+    from trickbench.errors import DataError
     from trickbench.data.prepared import load_prepared
     from trickbench.data.stats import load_stats
     from trickbench.grid import find_point

@@ -11,7 +11,7 @@ import yaml
 
 from conftest import REPO_PARAMS, digits, digits_stats, train_config
 from trickbench.cli import main
-from trickbench.data.archives import DataError
+from trickbench.errors import DataError
 from trickbench.data.prepared import Prepared
 from trickbench.grid import expand_grid
 from trickbench.nn.models import apply_finetune

@@ -91,7 +91,7 @@ def test_cuda_training_completes_and_resumes(tmp_path, deterministic):
 
 @needs_cuda
 def test_a_cuda_checkpoint_is_refused_by_a_cpu_run(tmp_path):
-    from trickbench.data.archives import DataError
+    from trickbench.errors import DataError
     from trickbench.train.loop import train
 
     checkpoint = tmp_path / "checkpoint.pt"

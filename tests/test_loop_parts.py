@@ -12,7 +12,7 @@ from torch import nn
 
 from conftest import tiny_params, write_params
 from trickbench.cli import main
-from trickbench.data.archives import DataError
+from trickbench.errors import DataError
 from trickbench.params import ParamsError, load_params
 from trickbench.train.backends import rng_state
 from trickbench.train.balance import CLASS_BALANCES

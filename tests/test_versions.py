@@ -18,7 +18,8 @@ import pytest
 import yaml
 
 from conftest import BIN, REPO, mlflow_runs, tiny_params, write_params
-from trickbench import cli, versions
+from trickbench import cli
+from trickbench.versions import diff as versions_diff, engines, manifest as results_manifest
 from trickbench.io import read_json, write_json
 
 GIT_ID = ["-c", "user.email=test@trickbench", "-c", "user.name=test"]
@@ -57,7 +58,7 @@ def results_folder(folder: Path, params: dict, test_errors: dict[str, float], da
     (folder / "data").mkdir(exist_ok=True)
     (folder / "data" / "class_counts.md").write_text(f"Images per class of `digits` (data digest {data_digest[:12]}); ...\n")
     if manifest:
-        versions.write_manifest(folder / versions.MANIFEST, versions.build_manifest(
+        results_manifest.write_manifest(folder / versions_diff.MANIFEST, results_manifest.build_manifest(
             params, {"acts": runs}, data_digest, {"acts": "summary-run"},
             {"acts": {"experiment": "trickbench-acts", "experiment_id": "1"}}, {"acts": seconds}, commit,
             {"name": "snakemake", "version": "9.27.1"}))
@@ -69,8 +70,8 @@ ERRORS = {"relu__seed-0": 0.05, "rrelu__seed-0": 0.04}
 
 def test_manifest_is_the_same_for_the_same_work_except_its_timing(tmp_path):
     params = tiny_params()
-    one = read_json(results_folder(tmp_path / "one", params, ERRORS, seconds=10.0) / versions.MANIFEST)
-    two = read_json(results_folder(tmp_path / "two", copy.deepcopy(params), ERRORS, seconds=12.5) / versions.MANIFEST)
+    one = read_json(results_folder(tmp_path / "one", params, ERRORS, seconds=10.0) / versions_diff.MANIFEST)
+    two = read_json(results_folder(tmp_path / "two", copy.deepcopy(params), ERRORS, seconds=12.5) / versions_diff.MANIFEST)
     assert one["timing"] != two["timing"]
     assert {k: v for k, v in one.items() if k != "timing"} == {k: v for k, v in two.items() if k != "timing"}
     assert one["mlflow"]["acts"]["run_ids"] == {p: f"run-{p}" for p in ERRORS}
@@ -78,7 +79,7 @@ def test_manifest_is_the_same_for_the_same_work_except_its_timing(tmp_path):
     assert one["machines"] == [{**MACHINE, "runs": 2}]
     edited = copy.deepcopy(params)
     edited["train"]["lr"] = 0.5
-    three = read_json(results_folder(tmp_path / "three", edited, ERRORS) / versions.MANIFEST)
+    three = read_json(results_folder(tmp_path / "three", edited, ERRORS) / versions_diff.MANIFEST)
     changed = {k for k in one["params"]["sections"] if one["params"]["sections"][k] != three["params"]["sections"][k]}
     assert changed == {"train"} and one["params"]["digest"] != three["params"]["digest"]
 
@@ -86,22 +87,22 @@ def test_manifest_is_the_same_for_the_same_work_except_its_timing(tmp_path):
 def test_engine_is_detected_from_the_environment(monkeypatch):
     monkeypatch.delenv("TRICKBENCH_ENGINE", raising=False)
     monkeypatch.delenv("DVC_STAGE", raising=False)
-    assert versions.detect_engine()["name"] == "cli"  # pytest is no engine
+    assert engines.detect_engine()["name"] == "cli"  # pytest is no engine
     monkeypatch.setenv("DVC_STAGE", "report")
-    engine = versions.detect_engine()
+    engine = engines.detect_engine()
     assert engine["name"] == "dvc" and re.fullmatch(r"\d+\.\d+.*", engine["version"])
     monkeypatch.setenv("TRICKBENCH_ENGINE", "snakemake")
-    assert versions.detect_engine()["name"] == "snakemake"
+    assert engines.detect_engine()["name"] == "snakemake"
 
 
 def test_footer_names_params_and_data_digests_in_one_line():
     params = tiny_params()
-    line = versions.extend_footer("_Runs made on Test CPU, git abc._", params, "e" * 64)
+    line = results_manifest.extend_footer("_Runs made on Test CPU, git abc._", params, "e" * 64)
     assert line.startswith("_Runs made on Test CPU, git abc; params ") and line.endswith(f", data {'e' * 12}._")
     assert "\n" not in line
     edited = copy.deepcopy(params)
     edited["train"]["epochs"] = 99
-    assert versions.extend_footer("_Runs x._", edited, "e" * 64) != versions.extend_footer("_Runs x._", params, "e" * 64)
+    assert results_manifest.extend_footer("_Runs x._", edited, "e" * 64) != results_manifest.extend_footer("_Runs x._", params, "e" * 64)
 
 
 def diff_output(capsys, *argv: str) -> tuple[int, str, str]:
@@ -147,7 +148,8 @@ def test_diff_without_manifests_reads_the_runs_provenance(tmp_path, capsys):
                        manifest=False)
     code, out, _ = diff_output(capsys, str(a), str(b))
     assert code == 0
-    assert "params: unknown" in out and "data: same" in out and f"code: changed ({'a' * 12} -> {'c' * 12})" in out
+    # the data digest is read from manifests only, never from a table's caption (class_counts.md names it)
+    assert "params: unknown" in out and "data: unknown" in out and f"code: changed ({'a' * 12} -> {'c' * 12})" in out
     assert "machine: same" in out and "acts/relu__seed-0: test_error: 0.05 -> 0.06 (+0.01)" in out
 
 
@@ -341,10 +343,10 @@ def test_lock_tags_each_mlflow_run_with_its_stage_entry(snakemake_first):
     for run_id in manifest["run_ids"].values():
         tags = runs[run_id].data.tags
         assert tags["trickbench.dvc_stage"] == "train@acts"
-        assert tags["trickbench.dvc_stage_md5"] == versions.stage_lock_md5(lock["train@acts"])
+        assert tags["trickbench.dvc_stage_md5"] == engines.stage_lock_md5(lock["train@acts"])
         assert tags["mlflow.source.git.commit"] and tags["trickbench.params_digest"] and tags["trickbench.data_digest"]
     summary = runs[manifest["summary_run_id"]].data.tags
-    assert summary["trickbench.dvc_stage_md5"] == versions.stage_lock_md5(lock["report"])
+    assert summary["trickbench.dvc_stage_md5"] == engines.stage_lock_md5(lock["report"])
     params_digest = read_json(snakemake_first / "results/manifest.json")["params"]["digest"]
     assert summary["trickbench.params_digest"] == params_digest and summary["mlflow.source.git.commit"]
 

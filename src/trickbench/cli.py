@@ -214,19 +214,19 @@ def cmd_plan(args: argparse.Namespace) -> None:
 
 
 def cmd_diff(args: argparse.Namespace) -> None:
-    from trickbench.versions import diff, render
+    from trickbench.versions.diff import diff, render
 
     print(render(diff(args.a, args.b, args.root, args.results), args.a, args.b, args.limit))
 
 
 def cmd_lock(args: argparse.Namespace) -> None:
-    from trickbench.versions import lock
+    from trickbench.versions.engines import lock
 
     print(lock(args.root))
 
 
 def cmd_pull(args: argparse.Namespace) -> None:
-    from trickbench.versions import pull
+    from trickbench.versions.engines import pull
 
     print(pull(args.root, args.remote))
 

@@ -47,16 +47,6 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
 
 
-def file_kind(mode: int) -> str:
-    """What a file that is not a regular file is, for an error message."""
-    for test, kind in ((stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device"),
-                       (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a named pipe"),
-                       (stat.S_ISSOCK, "a socket")):
-        if test(mode):
-            return kind
-    return "not a regular file"
-
-
 def read_bytes_bounded(path: str | os.PathLike, limit: int, what: str,
                        error: type[BadInput] = UnreadableFileError) -> bytes:
     """The bytes of the regular file `path` (symlinks followed), at most `limit` of them; else `error` (a
@@ -113,6 +103,16 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     raise TypeError(f"cannot serialise {type(obj).__name__} to JSON")
+
+
+def file_kind(mode: int) -> str:
+    """What an `st_mode` is, for an error line: `is a FIFO, not a regular file`."""
+    for test, kind in ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a directory"), (stat.S_ISREG, "a regular file")):
+        if test(mode):
+            return kind
+    return "a special file"
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

@@ -6,6 +6,7 @@ itself uses a CUDA device.
 """
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import platform
 import subprocess
@@ -28,6 +29,17 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine() or "unknown"
+
+
+def package_version(package: str) -> str | None:
+    """The installed version of a distribution (trickbench: its `__version__` when not installed), else None."""
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        if package == "trickbench":
+            import trickbench
+            return getattr(trickbench, "__version__", None)
+        return None
 
 
 @lru_cache(maxsize=1)

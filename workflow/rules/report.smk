@@ -1,7 +1,7 @@
 # Stage report: tables, figures and the diagnosis of every study. Each output is marked report(...) with a
 # caption in workflow/report/, so `snakemake --report results/report.html` (after a run) browses them;
 # which files exist and where they are shown comes from trickbench.report.outputs (a function of params).
-from trickbench.versions import report_description
+from trickbench.versions.manifest import report_description
 
 
 report: "../report/workflow.rst"

@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from trickbench import provenance, tracking, versions
+from trickbench import provenance, tracking
 from trickbench.errors import MissingInputError
 from trickbench.grid import study_points
 from trickbench.io import atomic_path, digest_json, read_json, write_text
@@ -24,6 +24,7 @@ from trickbench.report.overview import (claims_report, class_counts_table, curve
                                         runs_table, summary_metrics)
 from trickbench.report.study import FIGURES, TABLES, Study, StudyData, Table, diagnosis_report
 from trickbench.report.tables import label
+from trickbench.versions.manifest import digest_tags, extend_footer, output_digests, report_manifest, write_manifest
 from trickbench.run_files import (BATCH_LOSS_COLUMNS, read_batch_loss, read_diagnostics, read_ensemble,
                                         read_history, read_manifest, read_metrics, read_predictions)
 
@@ -92,8 +93,8 @@ def write_table(table: Table, paths: dict[str, Path]) -> list[Path]:
 
 def footer(params: dict[str, Any], layout: Layout, records: list[dict[str, Any]]) -> str:
     """The line under a table: where these runs were made, the params and the data digests."""
-    return versions.extend_footer(provenance.footer(records), params,
-                                  read_manifest(layout.manifest)["digest"] if layout.manifest.exists() else None)
+    return extend_footer(provenance.footer(records), params,
+                         read_manifest(layout.manifest)["digest"] if layout.manifest.exists() else None)
 
 
 def study_report(params: dict[str, Any], layout: Layout, study: str, data: StudyData | None = None) -> list[Path]:
@@ -129,7 +130,7 @@ def log_summary_run(params: dict[str, Any], layout: Layout, study: str, data: St
                             read_ensemble(layout.ensemble_json(study)), str(layout.study_results(study).resolve())])
     run = tracking.open_run(params, tracking.experiment_name(params, study), f"summary-{study}",
                             {"trickbench.study": study, "trickbench.kind": "summary",
-                             **versions.digest_tags(params, layout)}, {"report": params["report"]},
+                             **digest_tags(params, layout)}, {"report": params["report"]},
                             identity=identity, reuse_finished=True)
     for path in paths + [layout.spectrum_figure]:
         run.log_artifact(path, "report")
@@ -189,11 +190,11 @@ def report(params: dict[str, Any], layout: Layout) -> list[Path]:
     written += claims
     summary_runs = {study: log_summary_run(params, layout, study, data, study_paths[study] + claims)
                     for study, data in collected.items()}
-    versions.write_manifest(manifest_file(layout), versions.report_manifest(params, layout, collected, summary_runs))
+    write_manifest(manifest_file(layout), report_manifest(params, layout, collected, summary_runs))
     outputs = [layout.runs_table, runs_html(layout), curves_table(layout), metrics_file(layout), manifest_file(layout),
                *written]
     # the record of this report (not committed): what makes a fresh clone's `snakemake` run the pipeline
     write_json(layout.report_record, {"outputs": [str(path) for path in outputs],
                                       "runs": [r["run_digest"] for r in all_records],
-                                      "sha256": versions.output_digests(outputs)})
+                                      "sha256": output_digests(outputs)})
     return outputs
