@@ -164,7 +164,7 @@ def loop_images_per_s(width: int, device: str, steps_per_epoch: int, epochs: int
                           momentum=0.9, schedule="constant", batch_size=batch, eval_batch_size=1024, snapshots=1,
                           epochs=1 + epochs, device=device, amp=True, channels_last=True)
     marks: list[float] = []
-    result = train(config, prepared, stats, config_digest="mfu", on_epoch_end=lambda e: marks.append(time.perf_counter()))
+    result = train(config, prepared, stats, config_digest="mfu", on_epoch=lambda row: marks.append(time.perf_counter()))
     if result.status != "completed" or not all(math.isfinite(row["val_loss"]) for row in result.history):
         raise SystemExit(f"NiN training {result.status} (val_loss {[row['val_loss'] for row in result.history]})")
     if len(prepared.labels["train"]) != n or not len(prepared.labels["val"]) or not len(prepared.labels["test"]):
