@@ -195,17 +195,22 @@ def train_mode(model: nn.Module, frozen: list[nn.Module]) -> None:
 
 @torch.no_grad()
 def predict(model: nn.Module, data: DeviceData, prepare_batch: Callable, batch_size: int,
-            amp: bool) -> torch.Tensor:
-    """Softmax probabilities of a whole split, in large batches, without gradients."""
+            amp: bool, pad: bool = False) -> torch.Tensor:
+    """Softmax probabilities of a whole split, in large batches, without gradients. `pad`: every batch has
+    `batch_size` rows, a short last one filled up with copies of the split's first image whose outputs are
+    dropped (in evaluation mode a row's output does not depend on the others), so the model sees one shape."""
     model.eval()
     outputs = []
     for start in range(0, len(data), batch_size):
         index = torch.arange(start, min(start + batch_size, len(data)), device=data.labels.device)
+        rows = len(index)
+        if pad and rows < batch_size:
+            index = torch.cat([index, index.new_zeros(batch_size - rows)])
         x, _ = data.batch(index)
         x = prepare_batch(x)  # float32, outside autocast (input_pipeline)
         with torch.autocast(data.labels.device.type, dtype=torch.bfloat16, enabled=amp):
             logits = model(x)
-        outputs.append(logits.float().softmax(dim=1))
+        outputs.append(logits[:rows].float().softmax(dim=1))
     return torch.cat(outputs) if outputs else torch.empty(0)
 
 
@@ -255,7 +260,17 @@ class Trainer:
     on_first_step: Callable[[float], None] | None = None  # called once, then cleared (fit sets it)
 
     def predict(self, split: str) -> torch.Tensor:
-        return predict(self.model, self.splits[split], self.eval_batch, self.config["eval_batch_size"], self.amp)
+        """On CUDA every evaluation batch of the job has one shape (`eval_rows`): cuDNN autotunes each new
+        shape (up to four more per job: the short last batch of each split). On the CPU, batches as they
+        come: oneDNN may pick another kernel for another batch size, and the CPU results stay as they were."""
+        cuda = self.device.type == "cuda"
+        return predict(self.model, self.splits[split], self.eval_batch, self.eval_rows if cuda else
+                       self.config["eval_batch_size"], self.amp, pad=cuda)
+
+    @property
+    def eval_rows(self) -> int:
+        """The one evaluation batch size: eval_batch_size, or the largest split when every split is smaller."""
+        return min(self.config["eval_batch_size"], max(len(data) for data in self.splits.values()))
 
     def resume(self, checkpoint_path: Path | None, digests: Mapping[str, str]) -> TrainState:
         """The checkpoint's state, loaded into model, optimizer, schedule and generators, when `checkpoint_path`
