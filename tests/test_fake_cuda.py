@@ -26,12 +26,12 @@ from trickbench.train.optim import OPTIMIZERS
 from trickbench.train.regularizers import apply_max_norm, l1_penalty, penalized_weights, regularization
 
 CUDA = torch.device("cuda:0")
-IMAGE = {"small_cnn": 16, "nin": 32, "ndsb_net": 48}  # the smallest size each model takes
+
 
 
 def fake_cuda_step(model_name: str, activation: str, optimizer: str = "sgd", *, class_weight_device=CUDA) -> None:
     """Build on the CPU, move to fake cuda:0, then one training step and one evaluation forward there."""
-    size = IMAGE.get(model_name, 32)
+    size = MODELS.entry(model_name).extra["min_image_size"]
     config = train_config(model=model_name, activation=activation, width=4, optimizer=optimizer,
                           regularizers=["dropout", "batch_norm", "l1", "max_norm"])
     reg = regularization(config)
