@@ -3,9 +3,10 @@
 `run_epoch` is one pass over the training images), then `finish` (final metrics and predictions).
 
 Data stay on the training device as uint8; every batch is sliced, converted, augmented and
-pre-processed there. Each epoch ends with an atomic checkpoint holding everything needed to continue
-bit-identically (model, optimizer, scheduler, every RNG state, early-stopping state, history), so a
-job killed at any point resumes where the last complete epoch left off.
+pre-processed there. Epochs end with an atomic checkpoint (train/checkpoint.py: its format, early stopping,
+the cadence) holding everything needed to continue bit-identically, so a killed job resumes where its last
+checkpoint left off. What the caller wants to see of the run comes through hooks (`on_epoch`,
+`on_first_step`) and a Tracker; activation diagnostics are train/diagnostics.py, fine-tuning train/finetune.py.
 """
 from __future__ import annotations
 
@@ -20,17 +21,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trickbench.errors import DataError
 from trickbench.data.augment import apply_augmentations, center_crop, crop_to
 from trickbench.data.prepared import Prepared
 from trickbench.data.preprocess import PREPROCESSORS
 from trickbench.metrics import error_rate, log_loss
 from trickbench.nn.activations import make_activation, negative_slope, no_decay_parameter_names, prelu_parameters
 from trickbench.nn.initializers import initialize
-from trickbench.nn.models import apply_finetune, build_model, load_backbone
+from trickbench.nn.models import build_model
 from trickbench.train import backends
 from trickbench.train.backends import restore_rng, rng_state
 from trickbench.train.balance import CLASS_BALANCES, ClassBalance
+from trickbench.train.finetune import finetune_source, load_finetune, train_mode
 from trickbench.train.checkpoint import Cadence, Checkpointer, EarlyStopping, Status, TrainState
 from trickbench.train.diagnostics import activation_statistics, dead_unit_fractions
 from trickbench.train.optim import OPTIMIZERS, SCHEDULES, snapshot_epochs, step_schedule
@@ -157,40 +158,6 @@ def parameter_groups(model: nn.Module, reg: Regularization, config: dict[str, An
     return [{"params": decay, "weight_decay": reg.l2}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def finetune_source(path: str | Path) -> dict[str, torch.Tensor]:
-    """The state dict that `train.finetune_from` names (the model.pt of an earlier run).
-
-    A missing or unusable file is bad input: DataError, one line naming the key and the path.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"train.finetune_from: {path}: no such file; expected the model.pt of an earlier run")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # truncated, not a torch file, or not a plain state dict
-        raise DataError(f"train.finetune_from: {path}: not a readable model.pt ({type(error).__name__})") from None
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise DataError(f"train.finetune_from: {path}: expected a state dict of tensors (a run's model.pt)")
-    return state
-
-
-def frozen_blocks(model: nn.Module) -> list[nn.Module]:
-    """Feature blocks whose parameters fine-tuning froze entirely (finetune_mode linear or top).
-
-    They stay in evaluation mode while the rest trains: their batch-norm statistics stay the
-    checkpoint's and their dropout is off, so the trained part sees fixed features (the seed's linear
-    classifier on the features of a pre-trained model).
-    """
-    return [block for block in model.blocks.children()
-            if any(True for _ in block.parameters()) and not any(p.requires_grad for p in block.parameters())]
-
-
-def train_mode(model: nn.Module, frozen: list[nn.Module]) -> None:
-    model.train()
-    for block in frozen:
-        block.eval()
-
-
 # ----------------------------------------------------------------------------------------- evaluation
 
 @torch.no_grad()
@@ -220,22 +187,6 @@ def loss_and_error(probs: torch.Tensor, labels: torch.Tensor) -> tuple[float, fl
 
 
 # ------------------------------------------------------------------------------------------------ build
-
-def finetuned_network(config: dict[str, Any], reg: Regularization, image_shape: tuple[int, int, int],
-                      num_classes: int, source: dict[str, torch.Tensor] | None) -> tuple[nn.Module, list[nn.Module]]:
-    """The point's network, with the weights of `source` (train.finetune_from's state dict) and
-    `finetune_mode` applied when given; and the blocks that fine-tuning froze."""
-    model = build_network(config, reg, image_shape, num_classes)
-    if source is None:
-        return model, []
-    # tensors whose name and shape match are loaded; a head of another class count keeps its fresh init
-    try:
-        load_backbone(model, source)
-    except ValueError as error:  # nothing matches: another architecture or width
-        raise DataError(f"train.finetune_from: {config['finetune_from']}: {error}") from None
-    apply_finetune(model, config["finetune_mode"])
-    return model, frozen_blocks(model)
-
 
 @dataclass
 class Trainer:
@@ -372,7 +323,8 @@ def build(config: dict[str, Any], prepared: Prepared, stats: dict[str, Any]) -> 
                                              generator, stats)
 
     # model, optimizer, schedule
-    model, frozen = finetuned_network(config, reg, prepared.image_shape, prepared.num_classes, source)
+    model = build_network(config, reg, prepared.image_shape, prepared.num_classes)
+    frozen = load_finetune(model, config, source)
     if deterministic:
         backends.use_deterministic_pools(model)
     model = model.to(device=device, memory_format=memory_format)
