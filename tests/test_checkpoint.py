@@ -3,6 +3,7 @@ checkpoint cadence with a save on stop, and bit-exact resume from an epoch the c
 from __future__ import annotations
 
 import csv
+import json
 import time
 from pathlib import Path
 
@@ -13,6 +14,8 @@ from conftest import StopTraining, digits, digits_stats, stop_after, train_confi
 from trickbench.train.checkpoint import (
     CHECKPOINT_VERSION, BatchLosses, Cadence, EarlyStopping, TrainState, read_checkpoint,
 )
+from trickbench.io import digest_json
+from trickbench.stages.train import checkpoint_cadence
 from trickbench.train.loop import train
 
 CONFIG = dict(epochs=4, batch_size=256)
@@ -130,5 +133,8 @@ def test_the_cadence_changes_no_digest() -> None:
     with open(Path(__file__).parents[1] / "results" / "runs.csv", newline="") as handle:
         committed = {(row["study"], row["point_id"]) for row in csv.DictReader(handle)}
     assert committed and committed <= {(s, p.point_id) for s in params["studies"] for p in study_points(params, s)}
-    assert params["resources"]["checkpoint_every_epochs"] == 1  # the default: every epoch, as before
-    assert "checkpoint_every_epochs" not in params["train"]
+    # unset, the keys add nothing to the validated params: the committed manifest's digests still hold
+    manifest = json.loads((Path(__file__).parents[1] / "results" / "manifest.json").read_text())
+    assert digest_json(params["resources"]) == manifest["params"]["sections"]["resources"]
+    assert checkpoint_cadence(params) == Cadence() == Cadence(epochs=1, seconds=0.0)
+    assert checkpoint_cadence(changed) == Cadence(epochs=10, seconds=600)

@@ -54,11 +54,12 @@ def build_point(point: GridPoint, prepared: Prepared, stats: dict[str, Any]) -> 
 
 def checkpoint_cadence(params: dict[str, Any]) -> Cadence:
     """When train jobs checkpoint (params `resources`: not part of a run's digest, as it does not change
-    what a run computes)."""
+    what a run computes); an unset key keeps Cadence's default (every epoch, no time limit)."""
     from trickbench.train.checkpoint import Cadence
 
     resources = params.get("resources", {})
-    return Cadence(resources.get("checkpoint_every_epochs", 1), resources.get("checkpoint_every_seconds", 0.0))
+    keys = {"epochs": "checkpoint_every_epochs", "seconds": "checkpoint_every_seconds"}
+    return Cadence(**{field: resources[key] for field, key in keys.items() if key in resources})
 
 
 def log_missing_epochs(run: Any, history: list[dict[str, Any]]) -> None:
