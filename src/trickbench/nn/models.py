@@ -66,8 +66,8 @@ class BlockNetwork(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         features = self.blocks(x)
-        with torch.autocast(features.device.type, enabled=False):
-            return self.head(features.float())
+        with torch.autocast(features.device.type, enabled=False):  # bf16 -> float32; float32, float64 stay
+            return self.head(features.to(torch.promote_types(features.dtype, torch.float32)))
 
 
 class ChannelConcat(nn.Module):
