@@ -213,3 +213,39 @@ def snakemake_bin() -> str:
 
 def dvc_bin() -> str:
     return str(BIN / "dvc")
+
+
+# The device's specified dense bf16 peak (no sparsity), FLOP/s, by a part of torch.cuda.get_device_name();
+# the first match counts, so a more specific name comes before the general one (H100 PCIe before H100 SXM)
+SPECIFIED_BF16_PEAK = {
+    "H100 PCIe": 756e12,
+    "H100 NVL": 835e12,
+    "H100": 989e12,  # SXM (the HBM3 parts report "NVIDIA H100 80GB HBM3")
+    "H200": 989e12,
+    "GH200": 989e12,
+    "A100": 312e12,
+    "L40S": 362e12,
+}
+
+
+def specified_peak(device_name: str) -> float | None:
+    """The datasheet bf16 dense peak of a GPU named `device_name`; None for a device not in the table."""
+    return next((peak for key, peak in SPECIFIED_BF16_PEAK.items() if key in device_name), None)
+
+
+def real_job_io(folder: Path) -> dict[str, Any]:
+    """What a real train job writes besides the model: its checkpoint every epoch (`checkpoint_path`) and
+    its MLflow run behind the queue (`tracker`, an SQLite store in `folder`), as keyword arguments of
+    trickbench.train.loop.train. Without mlflow (the GPU machine's bare image) the tracker is left out."""
+    extras: dict[str, Any] = {"checkpoint_path": Path(folder) / "checkpoint.pt"}
+    try:
+        import mlflow  # noqa: F401  (only whether it is there)
+    except ImportError:
+        print("tracking: off (mlflow is not installed here); checkpoints on", flush=True)
+        return extras
+    from trickbench import tracking
+
+    uri = f"sqlite:///{Path(folder) / 'mlflow.db'}"
+    tracking.ensure_experiments(uri, ["benchmark"])
+    extras["tracker"] = tracking.BackgroundRun(lambda: tracking.Run(uri, "benchmark", "benchmark", {}))
+    return extras

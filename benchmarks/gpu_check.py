@@ -9,7 +9,9 @@ process with its own time limit (a part that fails or runs out of time is record
      tests/test_slots.py: each job sees only its slot's GPU) -> gpu_tests_passed;
   3. benchmarks/throughput.py on small_cnn and NiN against the usual pipeline -> throughput_ratio (and the
      like-for-like ratio at the same precision and layout);
-  4. benchmarks/mfu.py: NiN's step FLOP rate against the measured bf16 matmul rate -> nin_mfu;
+  4. benchmarks/mfu.py: NiN's step FLOP rate (the loop as a job runs it: compiled, a checkpoint every epoch,
+     MLflow queued where installed) against the measured bf16 matmul rate -> nin_mfu, and against the
+     device's specified bf16 dense peak (H100 SXM / H200: 989 TFLOP/s) -> nin_mfu_vs_specified_peak;
   5. benchmarks/gpu_time_to_accuracy.py --preset loop: one paper-cifar10 training configuration on its 45k/5k
      split for a few epochs, extrapolated to the preset's runs x epochs -> paper_cifar10_epoch_s,
      paper_cifar10_preset_minutes;
@@ -140,6 +142,7 @@ def main() -> int:
     result["throughput_ratio_like_for_like"] = {m: found.get(f"throughput_like_for_like_cuda_{m}")
                                                 for m in ("small_cnn", "nin")}
     result["nin_mfu"] = found.get("mfu_cuda_nin")
+    result["nin_mfu_vs_specified_peak"] = found.get("mfu_vs_specified_peak_cuda_nin")
     preset = PRESET.search(result["parts"].get("preset", {}).get("output", ""))
     result["paper_cifar10_epoch_s"] = float(preset.group(1)) if preset else None
     result["paper_cifar10_preset_minutes"] = float(preset.group(2)) if preset else None
@@ -149,7 +152,7 @@ def main() -> int:
     write_result(path, result)
     print(f"\ngpu_check: wrote {path}")
     print(json.dumps({k: result[k] for k in ("device", "gpu_tests_passed", "throughput_ratio", "nin_mfu",
-                                             "paper_cifar10_epoch_s", "paper_cifar10_preset_minutes")}))
+                                             "nin_mfu_vs_specified_peak", "paper_cifar10_epoch_s", "paper_cifar10_preset_minutes")}))
     return 0
 
 

@@ -5,8 +5,10 @@ Time to accuracy: trickbench's real loop (train.loop.train) with the training co
 configs/paper-cifar10.yaml (NiN width 192, ReLU, He init, SGD 0.9, lr 0.1, L2 1e-4, dropout, bf16,
 channels_last), plus flips and crops (--no-augment: the preset's none), on the workplace's full CIFAR-10
 ZIPs: 45,000 training images (the preset's 10 % hold-out) and the 10,000 test images as the split the
-loop evaluates after every epoch. The clock runs from the call of train() (model build, first-step
-compilation and every per-epoch evaluation included) to the end of the first epoch whose test accuracy
+loop evaluates after every epoch. The loop runs as a job runs it: compiled (the preset's train.compile),
+a checkpoint every epoch, the MLflow run behind its queue (an SQLite store; left out where mlflow is not
+installed, which the run says). The clock runs from the call of train() (model build, first-step
+compilation, every per-epoch evaluation and checkpoint included) to the end of the first epoch whose test accuracy
 reaches the target. Baseline, same run and device: the usual DataLoader pipeline's images/s
 (benchmarks/throughput.py's `usual` arm), turned into the time it would need for the same epochs.
 
@@ -34,8 +36,8 @@ from typing import Any
 import yaml
 
 from _common import (
-    REPO, add_cifar10_argument, cifar10_archive, cifar10_dir, clean_env, decode_cifar10, header, ratio_line, snakemake_bin, timed,
-    use_cifar10_dir,
+    REPO, add_cifar10_argument, cifar10_archive, cifar10_dir, clean_env, decode_cifar10, header, ratio_line, real_job_io,
+    snakemake_bin, timed, use_cifar10_dir,
 )
 
 PRESET = REPO / "configs" / "paper-cifar10.yaml"
@@ -45,26 +47,21 @@ class TargetReached(Exception):
     pass
 
 
-class TargetTracker:
-    """The loop's Tracker: watches each epoch's evaluation (here: the test set) for the target."""
-
-    run_id = None
+class TargetWatch:
+    """The loop's per-epoch hook: watches each epoch's evaluation (here: the test set) for the target."""
 
     def __init__(self, target: float, started: float):
         self.target, self.started = target, started
         self.epochs: list[dict[str, float]] = []
 
-    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
-        accuracy = 1.0 - metrics["val_error"]
-        self.epochs.append({"epoch": step, "accuracy": accuracy, "wall": time.perf_counter() - self.started,
-                            "seconds": metrics["seconds"]})
-        print(f"  epoch {step:3d}  test accuracy {accuracy:.4f}  epoch {metrics['seconds']:.2f} s  "
+    def __call__(self, row: dict[str, float]) -> None:
+        accuracy = 1.0 - row["val_error"]
+        self.epochs.append({"epoch": row["epoch"], "accuracy": accuracy, "wall": time.perf_counter() - self.started,
+                            "seconds": row["seconds"]})
+        print(f"  epoch {row['epoch']:3d}  test accuracy {accuracy:.4f}  epoch {row['seconds']:.2f} s  "
               f"wall {self.epochs[-1]['wall']:.1f} s", flush=True)
         if accuracy >= self.target:
             raise TargetReached()
-
-    def set_tags(self, tags: dict[str, str]) -> None:
-        pass
 
 
 def preset_train(quick: bool, augment: bool | None, device: str, max_epochs: int | None) -> dict[str, Any]:
@@ -80,7 +77,8 @@ def preset_train(quick: bool, augment: bool | None, device: str, max_epochs: int
     if max_epochs:
         train["epochs"] = max_epochs
     if quick:
-        train.update(model="small_cnn", width=8, lr=0.05, regularizers=[], epochs=max_epochs or 3)
+        # compile off: a test of the script on the CPU, where Inductor would take minutes
+        train.update(model="small_cnn", width=8, lr=0.05, regularizers=[], epochs=max_epochs or 3, compile=False)
     return train_config(**train)
 
 
@@ -108,12 +106,14 @@ def time_to_accuracy(args: argparse.Namespace, device: str) -> dict[str, float]:
     print(f"time to {100 * args.target:.1f} %: {config['model']} width {config['width']}, {len(kept):,} training "
           f"images, augmentations {config['augmentations']}, at most {config['epochs']} epochs", flush=True)
     started = time.perf_counter()
-    tracker = TargetTracker(args.target, started)
+    tracker = TargetWatch(args.target, started)
     reached = False
-    try:
-        train(config, prepared, stats, config_digest="time-to-accuracy", tracker=tracker)
-    except TargetReached:
-        reached = True
+    with tempfile.TemporaryDirectory() as folder:  # as a job: a checkpoint every epoch, MLflow behind its queue
+        try:
+            train(config, prepared, stats, config_digest="time-to-accuracy", on_epoch=tracker,
+                  **real_job_io(Path(folder)))
+        except TargetReached:
+            reached = True
     wall = time.perf_counter() - started
     epochs = tracker.epochs[-1]["epoch"] if tracker.epochs else 0
 
@@ -169,7 +169,8 @@ def preset_loop_estimate(args: argparse.Namespace, device: str) -> dict[str, flo
     config = preset_train(args.quick, None, device, epochs)
     stats = runtime_stats(compute_stats(prepared.images["train"], whiten=False)[0], None, torch.device(device))
     started = time.perf_counter()
-    result = train(config, prepared, stats, config_digest="preset-loop")
+    with tempfile.TemporaryDirectory() as folder:  # as a job: a checkpoint every epoch, MLflow behind its queue
+        result = train(config, prepared, stats, config_digest="preset-loop", **real_job_io(Path(folder)))
     wall = time.perf_counter() - started
     seconds = [row["seconds"] for row in result.history]
     per_epoch = sum(seconds[1:]) / (len(seconds) - 1)

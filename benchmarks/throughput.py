@@ -237,7 +237,7 @@ def set_optimizer_implementation(spec: dict[str, Any]) -> None:
 
 def worker_trickbench(spec: dict[str, Any]) -> None:
     """The real loop: trickbench.train.loop.train on a Prepared built from the same images; one epoch
-    (`window` steps) per "go", the loop waiting in its on_epoch_end callback in between."""
+    (`window` steps) per "go", the loop waiting in its on_epoch hook in between."""
     set_optimizer_implementation(spec)
     if spec.get("threads"):
         import torch
@@ -270,11 +270,11 @@ def worker_trickbench(spec: dict[str, Any]) -> None:
                           compile=spec.get("compile", False))
     started = time.perf_counter()
 
-    def on_epoch_end(epoch: int) -> None:
+    def on_epoch(row: dict[str, float]) -> None:
         nonlocal started
         if device.type == "cuda":
             torch.cuda.synchronize()
-        if epoch == 1:  # the first epoch is warm-up (first-step costs, compilation)
+        if row["epoch"] == 1:  # the first epoch is warm-up (first-step costs, compilation)
             say({"ready": True, "warmup_seconds": time.perf_counter() - started, "allocator": allocator,
                  "threads": torch.get_num_threads()})
         else:
@@ -283,7 +283,7 @@ def worker_trickbench(spec: dict[str, Any]) -> None:
             raise SystemExit(0)
         started = time.perf_counter()
 
-    result = train(config, prepared, stats, config_digest="benchmark", on_epoch_end=on_epoch_end)
+    result = train(config, prepared, stats, config_digest="benchmark", on_epoch=on_epoch)
     if result.status != "completed":
         raise SystemExit(f"training did not complete: {result.status}")
 

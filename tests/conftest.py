@@ -141,9 +141,9 @@ class StopTraining(Exception):
 
 
 def stop_after(stop_epoch: int):
-    """An `on_epoch_end` callback for train() that interrupts it once epoch `stop_epoch` has ended."""
-    def callback(epoch: int) -> None:
-        if epoch == stop_epoch:
+    """An `on_epoch` hook for train() that interrupts it once epoch `stop_epoch` has ended, as a kill would."""
+    def callback(row: dict) -> None:
+        if row["epoch"] == stop_epoch:
             raise StopTraining
     return callback
 

@@ -23,7 +23,8 @@ from trickbench.data.preprocess import build_preprocessor
 from trickbench.nn.models import MODELS, build_model
 from trickbench.nn.activations import make_activation
 from trickbench.train import backends
-from trickbench.train.loop import TrainState, input_pipeline, read_checkpoint, train, training_steps
+from trickbench.train.checkpoint import TrainState, read_checkpoint
+from trickbench.train.loop import input_pipeline, train, training_steps
 from trickbench.train.regularizers import apply_max_norm, l1_penalty
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -129,7 +130,7 @@ def test_a_cpu_job_never_calls_torch_cuda_even_when_it_checkpoints_and_resumes(c
 
     with pytest.raises(StopTraining):
         train(config, digits(), digits_stats(), config_digest="cpu-job", checkpoint_path=checkpoint,
-              on_epoch_end=stop_after(2))
+              on_epoch=stop_after(2))
     state = read_checkpoint(checkpoint)
     assert state["device_type"] == "cpu" and set(state["rng"]) == {"device_type", "torch_cpu", "generator"}
     resumed = train(config, digits(), digits_stats(), config_digest="cpu-job", checkpoint_path=checkpoint)
@@ -162,7 +163,7 @@ def test_deterministic_switch_is_applied_and_undone_per_run():
     seen = {}
 
     def record(label):
-        def hook(epoch):
+        def hook(row):
             seen[label] = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic,
                            torch.backends.cudnn.benchmark, os.environ.get("CUBLAS_WORKSPACE_CONFIG"))
         return hook
@@ -170,9 +171,9 @@ def test_deterministic_switch_is_applied_and_undone_per_run():
     # every op of the loop must have a deterministic CPU kernel: augmentation, resampling, penalties
     config = train_config(model="nin", width=8, epochs=1, augmentations=["flip", "crop", "rotate_scale"],
                           class_balance="oversample", regularizers=["dropout", "max_norm", "l1"])
-    first = train({**config, "deterministic": True}, digits(), digits_stats(), config_digest="d", on_epoch_end=record("on"))
+    first = train({**config, "deterministic": True}, digits(), digits_stats(), config_digest="d", on_epoch=record("on"))
     again = train({**config, "deterministic": True}, digits(), digits_stats(), config_digest="d")
-    train({**config, "deterministic": False}, digits(), digits_stats(), config_digest="d", on_epoch_end=record("off"))
+    train({**config, "deterministic": False}, digits(), digits_stats(), config_digest="d", on_epoch=record("off"))
     assert seen["on"][:3] == (True, True, False) and seen["on"][3] is not None
     assert seen["off"][:3] == (False, False, False)  # cudnn.benchmark only on CUDA
     for key, value in first.model_state.items():
@@ -318,7 +319,7 @@ def test_a_checkpoint_of_another_device_type_is_refused_with_one_line(tmp_path):
     with pytest.raises(StopTraining):
         train(point.config, load_prepared(layout.prepared),
               load_stats(layout.stats_json, layout.stats_arrays, device=torch.device("cpu")),
-              config_digest=run_digest(point, data_digest, "cpu"), checkpoint_path=checkpoint, on_epoch_end=stop_after(2))
+              config_digest=run_digest(point, data_digest, "cpu"), checkpoint_path=checkpoint, on_epoch=stop_after(2))
     digests = {device: run_digest(point, data_digest, device) for device in ("cpu", "cuda")}
     with pytest.raises(DataError, match=r"checkpoint written on cpu, this run is on cuda"):
         TrainState.load(checkpoint, digests, "cuda", patience=None)

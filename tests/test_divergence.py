@@ -64,8 +64,7 @@ def test_infinite_loss_in_a_later_epoch_ends_the_run(digits, monkeypatch):
     monkeypatch.setattr(loop, "F", Patched())
     history = []
     result = loop.train({**config, "epochs": 4}, prepared, stats, config_digest="x",
-                        tracker=type("T", (), {"run_id": None, "log_metrics": lambda self, m, step: history.append(step),
-                                               "set_tags": lambda self, t: None})())
+                        tracker=type("T", (loop.Tracker,), {"log_metrics": lambda self, m, step: history.append(step)})())
     assert result.status == "diverged"
     assert [row["epoch"] for row in result.history] == [1, 2] and history == [1, 2]
     assert math.isfinite(result.history[0]["train_loss"]) and not math.isfinite(result.history[1]["train_loss"])

@@ -256,7 +256,7 @@ def test_full_disk_during_a_write_keeps_the_previous_file(small_filesystem):
     import torch
 
     from trickbench.io import write_json
-    from trickbench.train.loop import save_checkpoint
+    from trickbench.train.checkpoint import save_checkpoint
 
     metrics, checkpoint = small_filesystem / "metrics.json", small_filesystem / "checkpoint.pt"
     write_json(metrics, {"test_error": 0.25})

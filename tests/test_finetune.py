@@ -15,7 +15,8 @@ from trickbench.errors import DataError
 from trickbench.data.prepared import Prepared
 from trickbench.grid import expand_grid
 from trickbench.nn.models import apply_finetune
-from trickbench.train.loop import TrainResult, build_network, frozen_blocks, parameter_groups, train
+from trickbench.train.finetune import frozen_blocks
+from trickbench.train.loop import TrainResult, build_network, parameter_groups, train
 from trickbench.train.regularizers import penalized_weights, regularization
 
 # the architecture both runs share: PReLU slopes and batch norm give the backbone parameters of every

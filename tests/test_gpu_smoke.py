@@ -72,14 +72,14 @@ def test_cuda_training_completes_and_resumes(tmp_path, deterministic):
     class Stop(Exception):
         pass
 
-    def stop_after_2(epoch):
-        if epoch == 2:
+    def stop_after_2(row):
+        if row["epoch"] == 2:
             raise Stop
 
     whole = train(run_config, digits(), stats(), config_digest="gpu")
     assert whole.status == "completed" and all(np.isfinite(row["val_loss"]) for row in whole.history)
     with pytest.raises(Stop):
-        train(run_config, digits(), stats(), config_digest="gpu", checkpoint_path=checkpoint, on_epoch_end=stop_after_2)
+        train(run_config, digits(), stats(), config_digest="gpu", checkpoint_path=checkpoint, on_epoch=stop_after_2)
     state = torch.load(checkpoint, weights_only=True)
     assert state["device_type"] == "cuda" and "torch_cuda_device" in state["rng"]
     resumed = train(run_config, digits(), stats(), config_digest="gpu", checkpoint_path=checkpoint)
@@ -99,11 +99,11 @@ def test_a_cuda_checkpoint_is_refused_by_a_cpu_run(tmp_path):
     class Stop(Exception):
         pass
 
-    def stop(epoch):
+    def stop(row):
         raise Stop
 
     with pytest.raises(Stop):
-        train(config(), digits(), stats(), config_digest="x", checkpoint_path=checkpoint, on_epoch_end=stop)
+        train(config(), digits(), stats(), config_digest="x", checkpoint_path=checkpoint, on_epoch=stop)
     with pytest.raises(DataError, match="checkpoint written on cuda, this run is on cpu"):
         train(config(device="cpu"), digits(), stats("cpu"), config_digest="x", checkpoint_path=checkpoint)
 

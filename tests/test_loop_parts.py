@@ -16,7 +16,7 @@ from trickbench.errors import DataError
 from trickbench.params import ParamsError, load_params
 from trickbench.train.backends import rng_state
 from trickbench.train.balance import CLASS_BALANCES
-from trickbench.train.loop import EARLY_STOPPED, EarlyStopping, Status, TrainState, save_checkpoint
+from trickbench.train.checkpoint import EARLY_STOPPED, BatchLosses, EarlyStopping, Status, TrainState, save_checkpoint
 
 # counts per class 5, 20, 3, 0 (absent), 12: imbalanced, with a class the split lacks
 COUNTS = [5, 20, 3, 0, 12]
@@ -136,14 +136,15 @@ def a_state(status: Status = Status.COMPLETED, stopped: bool = False) -> TrainSt
         early_stopping=EarlyStopping(2, 0.25, 1, {"w": torch.ones(3)}, stopped), epoch=3,
         model={"w": torch.arange(3.0)}, optimizer={"state": {}, "param_groups": [{"lr": 0.1, "params": [0]}]},
         scheduler={"last_epoch": 3}, rng=rng_state(generator, torch.device("cpu")),
-        history=[{"epoch": e, "val_loss": 1.0 / e} for e in (1, 2, 3)], batch_losses=[(0, 0, 2.5), (2, 1, 0.5)],
+        history=[{"epoch": e, "val_loss": 1.0 / e} for e in (1, 2, 3)], batch_losses=BatchLosses([torch.tensor([2.5]), torch.tensor([]), torch.tensor([0.75, 0.5])]),
         snapshots={"val": [torch.zeros(2, 2)], "test": [torch.ones(2, 2)]}, status=status, mlflow_run_id="run-1")
 
 
 def assert_same_state(a: TrainState, b: TrainState) -> None:
     for name in ("config_digest", "device_type", "init_stats", "epoch", "optimizer", "scheduler", "history",
-                 "batch_losses", "status", "mlflow_run_id"):
+                 "status", "mlflow_run_id"):
         assert getattr(a, name) == getattr(b, name), name
+    assert a.batch_losses.rows() == b.batch_losses.rows()
     assert torch.equal(a.model["w"], b.model["w"])
     assert torch.equal(a.rng["generator"], b.rng["generator"]) and torch.equal(a.rng["torch_cpu"], b.rng["torch_cpu"])
     assert all(torch.equal(x, y) for split in ("val", "test") for x, y in zip(a.snapshots[split], b.snapshots[split]))
@@ -160,7 +161,7 @@ def test_a_train_state_survives_its_file(tmp_path: Path, status: Status, stopped
     state = a_state(status, stopped)
     state.save(path)
     raw = torch.load(path, weights_only=True)
-    assert raw["status"] == written and raw["batch_losses"] == [[0, 0, 2.5], [2, 1, 0.5]]
+    assert raw["status"] == written and torch.equal(raw["batch_losses"]["steps"], torch.tensor([1, 0, 2]))
     assert (raw["best_val"], raw["bad_epochs"], raw["epoch"]) == (0.25, 1, 3)
     loaded = TrainState.load(path, {"cpu": "digest"}, "cpu", patience=2)
     assert_same_state(state, loaded)

@@ -27,7 +27,7 @@ from conftest import (BIN, RESUME_EPOCHS, RESUME_POINT, RESUME_STUDY, StopTraini
                       resume_params, stop_after, train_command)
 from trickbench import tracking
 from trickbench.paths import Layout
-from trickbench.train.loop import CHECKPOINT_VERSION, TrainState, read_checkpoint, save_checkpoint
+from trickbench.train.checkpoint import CHECKPOINT_VERSION, TrainState, read_checkpoint, save_checkpoint
 
 pytestmark = pytest.mark.slow
 STUDY, EPOCHS, POINT = RESUME_STUDY, RESUME_EPOCHS, RESUME_POINT
@@ -212,7 +212,7 @@ def test_truncated_checkpoint_retrains_from_scratch(tmp_path):
             train(point.config, load_prepared(layout.prepared),
                   load_stats(layout.stats_json, layout.stats_arrays, device=torch.device("cpu")),
                   config_digest=run_digest(point, read_json(layout.manifest)["digest"], "cpu"),
-                  checkpoint_path=checkpoint, on_epoch_end=stop_after(2))
+                  checkpoint_path=checkpoint, on_epoch=stop_after(2))
         intact = checkpoint.read_bytes()
         checkpoint.write_bytes(intact[: len(intact) // 2])
         from_scratch = train_point(params, layout, STUDY, POINT)

@@ -354,3 +354,16 @@ def test_train_study_takes_a_slot_for_every_grid_point(slot_env, tmp_path, holde
     assert text.count("slots: GPU 0 (slot 1 of 1)") == 2, text
     for seed in (0, 1):
         assert json.loads((tmp_path / f"artifacts/runs/s/seed-{seed}/metrics.json").read_text())["status"] == "completed"
+
+
+def test_slot_held_releases_its_slot_however_the_block_ends(slot_env, monkeypatch):
+    """The helper both `trickbench train` and `train-study` take their slot with."""
+    monkeypatch.setenv("TRICKBENCH_GPUS", "1")
+    params = {"resources": {"slots_per_gpu": 1}}
+    with pytest.raises(RuntimeError):
+        with slots.slot_held(params, "auto") as slot:
+            assert slot is not None and [r["held"] for r in slots.status(["0"], 1)] == [True]
+            raise RuntimeError("the job failed")
+    assert [r["held"] for r in slots.status(["0"], 1)] == [False]
+    with slots.slot_held(params, "cpu") as slot:  # a job that chose its device takes none
+        assert slot is None

@@ -19,8 +19,9 @@ from trickbench.data.preprocess import PREPROCESSORS, build_preprocessor
 from trickbench.nn.activations import ACTIVATIONS, activation_layers
 from trickbench.nn.initializers import INITIALIZERS
 from trickbench.train.loop import (
-    DeviceData, Status, TrainResult, TrainState, build_network, dead_unit_fractions, train,
+    DeviceData, Status, TrainResult, TrainState, build_network, predict, train,
 )
+from trickbench.train.diagnostics import dead_unit_fractions
 from trickbench.train.optim import OPTIMIZERS, SCHEDULES
 from trickbench.train.balance import CLASS_BALANCES, OVERSAMPLE_CAP
 from trickbench.train.regularizers import REGULARIZERS, regularization
@@ -193,14 +194,14 @@ def test_interrupted_run_resumes_bit_identically(tmp_path, schedule: str) -> Non
     class Interrupt(Exception):
         pass
 
-    def stop_after_two(epoch: int) -> None:
-        if epoch == 2:
+    def stop_after_two(row: dict) -> None:
+        if row["epoch"] == 2:
             raise Interrupt
 
     checkpoint = tmp_path / "checkpoint.pt"
     with pytest.raises(Interrupt):
         train(config, digits(), digits_stats(), config_digest="resume", checkpoint_path=checkpoint,
-              on_epoch_end=stop_after_two)
+              on_epoch=stop_after_two)
     state = TrainState.load(checkpoint, {"cpu": "resume"}, "cpu", patience=None)
     assert state is not None and state.epoch == 2 and len(state.history) == 2
     resumed = train(config, digits(), digits_stats(), config_digest="resume", checkpoint_path=checkpoint)
@@ -229,7 +230,7 @@ def test_a_run_resumed_after_early_stopping_ended_it_trains_no_further(tmp_path)
     stopped_after = len(whole.history)
     with pytest.raises(StopTraining):
         train(train_config(**EARLY_STOPPED_CONFIG), digits(), digits_stats(), config_digest="test",
-              checkpoint_path=checkpoint, on_epoch_end=stop_after(stopped_after))
+              checkpoint_path=checkpoint, on_epoch=stop_after(stopped_after))
     state = TrainState.load(checkpoint, {"cpu": "test"}, "cpu", patience=1)
     assert state.early_stopping.stopped and state.status is Status.COMPLETED
     resumed = train(train_config(**EARLY_STOPPED_CONFIG), digits(), digits_stats(), config_digest="test",
@@ -293,8 +294,8 @@ def test_dead_units_of_a_crafted_network() -> None:
         conv3.bias[[1, 5, 9]] = -1e3  # three of 16 channels never fire
     prepared = digits()
     val = DeviceData(prepared.images["val"], prepared.labels["val"], torch.device("cpu"))
-    records = dead_unit_fractions(model, val, build_preprocessor("normalize", digits_stats(), "cpu"),
-                                  batch_size=50, amp=False)
+    prepare = build_preprocessor("normalize", digits_stats(), "cpu")
+    records = dead_unit_fractions(model, lambda: predict(model, val, prepare, batch_size=50, amp=False))
     by_layer = {r["layer"]: r for r in records}
     assert list(by_layer) == [name for name, _ in activation_layers(model)]
     assert by_layer["blocks.stage1.act1"] == {"layer": "blocks.stage1.act1", "dead_fraction": 0.5, "units": 4}

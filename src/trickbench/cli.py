@@ -127,20 +127,16 @@ def _exit_on_sigterm() -> None:
 
 def cmd_train(args: argparse.Namespace) -> None:
     from trickbench.grid import find_point
-    from trickbench.slots import training_slot
+    from trickbench.slots import slot_held
     from trickbench.stages.train import train_point
 
     _exit_on_sigterm()
     params = _params(args)
     point = find_point(params, args.study, args.point)  # an unknown point fails before waiting for a GPU
-    # a GPU slot (and CUDA_VISIBLE_DEVICES) before torch initialises CUDA; None without GPUs
-    slot = training_slot(params, point.config["device"])
-    try:
+    # a GPU slot (and CUDA_VISIBLE_DEVICES) before torch initialises CUDA; none without GPUs
+    with slot_held(params, point.config["device"]):
         _set_threads(params)
         metrics = train_point(params, _layout(params), args.study, args.point)
-    finally:
-        if slot is not None:
-            slot.release()
     print(f"train {args.study}/{args.point}: {metrics['status']}, test error {metrics['test_error']:.4f}")
 
 

@@ -4,13 +4,14 @@ file a user names is read through `read_bytes_bounded` (a regular file of at mos
 from __future__ import annotations
 
 import contextlib
+import csv
 import hashlib
 import json
 import os
 import stat
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from trickbench.errors import BadInput, MissingInputError, UnreadableFileError
 
@@ -45,6 +46,16 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+
+
+def write_csv(path: str | os.PathLike, rows: Iterable[Mapping[str, Any] | Sequence[Any]], header: list[str]) -> None:
+    """A CSV with `header`; each row a mapping (its values in header order) or a sequence."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(header)
+            for row in rows:
+                writer.writerow([row[key] for key in header] if isinstance(row, Mapping) else row)
 
 
 def read_bytes_bounded(path: str | os.PathLike, limit: int, what: str,

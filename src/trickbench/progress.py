@@ -89,12 +89,14 @@ class TrainProgress:
 
     def __init__(self, run_dir: Path, label: str, epochs: int, run_digest: str, *,
                  history: list[dict[str, Any]] | None = None, out: TextIO | None = None,
-                 bar: bool | None = None) -> None:
+                 bar: bool | None = None, timeline: dict[str, float] | None = None) -> None:
         self.path = progress_path(run_dir)
         self.label, self.epochs, self.run_digest = label, epochs, run_digest
         self.history = list(history or [])  # a resumed job: the checkpoint's epochs
         self.out = out if out is not None else sys.stdout
         self.started = time.time()
+        # when the job's fixed costs ended (data loaded, model built, first step), seconds since the epoch
+        self.timeline: dict[str, float] = dict(timeline or {})
         show_bar = sys.stderr.isatty() if bar is None else bar
         self.bar = None
         if show_bar:
@@ -110,7 +112,11 @@ class TrainProgress:
             "state": state, "epoch": int(done), "epochs": self.epochs, "run_digest": self.run_digest,
             "seconds": float(sum(row["seconds"] for row in self.history)),
             "pid": os.getpid(), "host": socket.gethostname(), "started": self.started, "updated": time.time(),
-            **extra})
+            "timeline": self.timeline, **extra})
+
+    def mark(self, moment: str) -> None:
+        """Record when `moment` of the job's start-up ended (seconds since the epoch, like `started`)."""
+        self.timeline[moment] = time.time()
 
     # -- the console
     def _print(self, line: str) -> None:
@@ -126,6 +132,11 @@ class TrainProgress:
         self._print(f"train {self.label}: {self.epochs} epochs{resumed}")
         self._print(header_line())
         self._print(rule_line())
+
+    def first_step(self, loss: float) -> None:
+        """The loop's first-step hook: the job's fixed cost ends here (benchmarks/pipeline_overhead.py)."""
+        self.mark("first_step")
+        self._write("running")
 
     def __call__(self, row: dict[str, Any]) -> None:
         """The loop's per-epoch hook: `row` is the epoch's history row plus `images`."""

@@ -19,6 +19,7 @@ Lock dir: `$TRICKBENCH_SLOT_DIR`, else /tmp/trickbench-slots-<uid> (shared by ev
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
@@ -243,6 +244,17 @@ def training_slot(params: dict, device_name: str, *, timeout: float | None = Non
     os.environ["CUDA_VISIBLE_DEVICES"] = slot.device
     log(f"slots: GPU {slot.device} (slot {slot.index + 1} of {per_gpu}), lock {slot.path}")
     return slot
+
+
+@contextlib.contextmanager
+def slot_held(params: dict, device_name: str) -> Iterator[Slot | None]:
+    """A train job's GPU slot (training_slot) for the length of the block, released however it ends."""
+    slot = training_slot(params, device_name)
+    try:
+        yield slot
+    finally:
+        if slot is not None:
+            slot.release()
 
 
 def status(devices: list[str], slots_per_gpu: int, lock_dir: Path | None = None) -> list[dict[str, object]]:

@@ -216,12 +216,6 @@ def is_store_failure(error: BaseException) -> bool:
     return False
 
 
-def git_commit() -> str:
-    from trickbench.provenance import git_commit as commit
-
-    return commit()
-
-
 def _flatten(prefix: str, value: Any) -> dict[str, str]:
     if isinstance(value, dict):
         flat: dict[str, str] = {}
@@ -297,6 +291,9 @@ class Run:
     def end(self, status: str = "FINISHED") -> None:
         retry(lambda: self.client.set_terminated(self.run_id, status=status))
 
+    def flush(self) -> None:
+        """Every call has returned once stored: nothing to wait for."""
+
 
 IDENTITY_TAG = "trickbench.identity"
 
@@ -330,15 +327,19 @@ class NoRun:
     def log_figure(self, figure: Any, name: str) -> None: ...
     def log_dataset(self, *args: Any, **kwargs: Any) -> None: ...
     def end(self, status: str = "FINISHED") -> None: ...
+    def flush(self) -> None: ...
 
 
 class BackgroundRun:
-    """A Run created on a worker thread: importing mlflow and creating the run (seconds) overlap with the
-    caller's own start-up (loading data, building the model, the first training steps).
+    """A Run behind a queue: one worker thread creates the run (importing mlflow and creating it take seconds,
+    overlapping the job's own start-up) and then makes every call in call order, so the training loop never
+    waits on the store (an SQLite `log_batch` takes 20-30 ms, a server more).
 
-    One worker runs every call in call order. `log_dataset` only queues; every other call, and `run_id`,
-    waits until the worker has done everything queued so far and re-raises its first error, so when
-    `log_metrics` returns the epoch's metrics are in the store, as with a plain Run.
+    `log_metrics`, `set_tags` and `log_dataset` only queue. `flush` waits until everything queued is stored
+    and re-raises the first error of the worker; the loop flushes before each checkpoint and at the end, so
+    a checkpoint never claims epochs the store lacks (a dying server loses nothing: the rerun resumes from
+    the checkpoint and logs what is missing). The calls after training (`log_artifact`, `log_figure`, `end`)
+    flush too. `run_id` waits only for the run's creation.
     """
 
     def __init__(self, create: Callable[[], Run]):
@@ -349,6 +350,8 @@ class BackgroundRun:
         self._pending = [self._run]
 
     def _call(self, method: str, *args: Any, wait: bool = True) -> None:
+        # done calls are dropped, failed ones kept for the next flush to raise
+        self._pending = [f for f in self._pending if not f.done() or f.exception() is not None]
         self._pending.append(self._worker.submit(lambda: getattr(self._run.result(), method)(*args)))
         if wait:
             self.flush()
@@ -360,7 +363,6 @@ class BackgroundRun:
 
     @property
     def run_id(self) -> str:
-        self.flush()
         return self._run.result().run_id
 
     @property
@@ -368,10 +370,10 @@ class BackgroundRun:
         return self._run.result().uri
 
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
-        self._call("log_metrics", dict(metrics), step)
+        self._call("log_metrics", dict(metrics), step, wait=False)
 
     def set_tags(self, tags: dict[str, str]) -> None:
-        self._call("set_tags", dict(tags))
+        self._call("set_tags", dict(tags), wait=False)
 
     def log_artifact(self, path: str | Path, directory: str | None = None) -> None:
         self._call("log_artifact", path, directory)
@@ -414,8 +416,10 @@ def open_run(params: dict[str, Any], experiment: str, run_name: str, tags: dict[
             return NoRun(done)
 
     def create() -> Run:
-        base_tags = {"trickbench.git_commit": git_commit(),
-                     "mlflow.source.git.commit": git_commit().removesuffix("-dirty")}
+        from trickbench.provenance import git_commit
+
+        commit = git_commit()
+        base_tags = {"trickbench.git_commit": commit, "mlflow.source.git.commit": commit.removesuffix("-dirty")}
         return Run(uri, experiment, run_name, {**base_tags, **tags}, run_params, run_id)
 
     return BackgroundRun(create) if background and BACKGROUND else create()

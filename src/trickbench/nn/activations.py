@@ -63,14 +63,21 @@ class LeakyReLUDivisor(nn.Module):
         return f"divisor={self.divisor:g}"
 
 
+def at_least_float32(x: torch.Tensor) -> torch.dtype:
+    """bf16 and fp16 (autocast's outputs) become float32; float32 and float64 stay as they are."""
+    return torch.promote_types(x.dtype, torch.float32)
+
+
 def rrelu_divisors(x: torch.Tensor, lower: float, upper: float) -> torch.Tensor:
     """a ~ U(lower, upper) where x < 0 (or NaN), exactly 1 elsewhere, so that x / a is the paper's RReLU.
+    At least float32: drawn in bf16 (x's dtype under autocast) U(3, 8) has 32 values per unit, and 7.97
+    rounds to 8.0 exactly, outside the paper's open interval.
 
     x / rrelu_divisors(x) equals torch.where(x >= 0, x, x / a) bit for bit, values and gradients, and
     draws the same random numbers; torch.where's CPU kernel is not vectorised, which made the where-form
     2.1x slower per activation, forward and backward (benchmarks/activation_cost.py).
     """
-    divisor = torch.empty_like(x).uniform_(lower, upper)
+    divisor = torch.empty_like(x, dtype=at_least_float32(x)).uniform_(lower, upper)
     nonnegative = x >= 0  # not `x < 0`: a NaN gets a divisor, as in the where-form
     return divisor.mul_(~nonnegative).add_(nonnegative)  # a * 1 + 0 or a * 0 + 1: exact
 
@@ -95,12 +102,22 @@ class PaperRReLU(nn.Module):
         return 2.0 / (self.lower + self.upper)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.training:
-            return x / rrelu_divisors(x, self.lower, self.upper)
+        if self.training:  # at least float32 (x itself outside autocast), back to x's dtype
+            return (x.to(at_least_float32(x)) / rrelu_divisors(x, self.lower, self.upper)).to(x.dtype)
         return F.leaky_relu(x, self.eval_slope)  # x * slope for x < 0: the same numbers as the where-form
 
     def extra_repr(self) -> str:
         return f"lower={self.lower:g}, upper={self.upper:g}"
+
+
+class Float32PReLU(nn.PReLU):
+    """nn.PReLU computed in float32 under autocast too (CUDA and CPU autocast run prelu in bf16, rounding the
+    learned slopes to 8 bits); the output keeps the input's dtype. The same parameters and state dict."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        precise = at_least_float32(x)
+        with torch.autocast(x.device.type, enabled=False):
+            return F.prelu(x.to(precise), self.weight.to(precise)).to(x.dtype)
 
 
 @ACTIVATIONS.register("relu", "y = max(x, 0)", negative_slope=0.0)
@@ -123,7 +140,7 @@ def leaky_relu_a5_5_layer(num_channels: int) -> nn.Module:
 @ACTIVATIONS.register("prelu", "PReLU, one learned slope per channel, initialised to 0.25 (He et al.)",
                       negative_slope=0.25)
 def prelu_layer(num_channels: int) -> nn.Module:
-    return nn.PReLU(num_parameters=num_channels, init=0.25)
+    return Float32PReLU(num_parameters=num_channels, init=0.25)
 
 
 @ACTIVATIONS.register("rrelu", "paper RReLU: train y = x / a, a ~ U(3, 8) per element and pass; test y = x * 2/11",

@@ -53,7 +53,11 @@ NIN_WIDTH = 192
 
 
 class BlockNetwork(nn.Module):
-    """``head(blocks(x))``: named feature stages, then the class-count-dependent head."""
+    """``head(blocks(x))``: named feature stages, then the class-count-dependent head.
+
+    The head runs in float32 whatever the autocast context: its logits pick ensemble members through the
+    validation loss, and bf16 logits carried about 3 significant digits of noise into it. It is a small
+    part of the compute (one fully connected layer, or NiN's 1x1 convolution to the classes)."""
 
     def __init__(self, blocks: Iterable[tuple[str, nn.Module]], head: nn.Module):
         super().__init__()
@@ -61,7 +65,9 @@ class BlockNetwork(nn.Module):
         self.head = head
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.blocks(x))
+        features = self.blocks(x)
+        with torch.autocast(features.device.type, enabled=False):  # bf16 -> float32; float32, float64 stay
+            return self.head(features.to(torch.promote_types(features.dtype, torch.float32)))
 
 
 class ChannelConcat(nn.Module):

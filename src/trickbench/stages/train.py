@@ -1,7 +1,7 @@
 """Stage train: one grid point -> metrics, curves, predictions, model, diagnostics, one MLflow run."""
 from __future__ import annotations
 
-import csv
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -10,13 +10,14 @@ import numpy as np
 from trickbench import provenance, tracking
 from trickbench.errors import BadInput, MissingInputError, ParamsError
 from trickbench.grid import GridPoint, find_point, study_points
-from trickbench.io import atomic_path, digest_json, write_json
+from trickbench.io import atomic_path, digest_json, write_csv, write_json
 from trickbench.paths import Layout, RunFiles
 from trickbench.progress import TrainProgress
 from trickbench.run_files import read_manifest, read_metrics
 
 if TYPE_CHECKING:  # the loop imports torch: only once a point trains
     from trickbench.data.prepared import Prepared
+    from trickbench.train.checkpoint import Cadence
     from trickbench.train.loop import Trainer, TrainResult
 
 DEVICE_TYPES = ("cpu", "cuda")
@@ -27,15 +28,6 @@ def run_digest(point: GridPoint, data_digest: str, device_type: str) -> str:
     the configuration's `device` resolved to (`auto` is cpu on one machine and cuda on another; their
     results differ and their RNG states cannot stand in for each other)."""
     return digest_json({"config": point.config, "data": data_digest, "device_type": device_type})
-
-
-def write_csv(path: Path, rows: list[dict[str, Any]] | list[tuple], header: list[str]) -> None:
-    with atomic_path(path) as tmp:
-        with open(tmp, "w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(header)
-            for row in rows:
-                writer.writerow([row[key] for key in header] if isinstance(row, dict) else row)
 
 
 def _read_input(path: Path, read: Any) -> Any:
@@ -61,6 +53,16 @@ def build_point(point: GridPoint, prepared: Prepared, stats: dict[str, Any]) -> 
         raise ParamsError(f"grid point {point.key}: {error}") from None
 
 
+def checkpoint_cadence(params: dict[str, Any]) -> Cadence:
+    """When train jobs checkpoint (params `resources`: not part of a run's digest, as it does not change
+    what a run computes); an unset key keeps Cadence's default (every epoch, no time limit)."""
+    from trickbench.train.checkpoint import Cadence
+
+    resources = params.get("resources", {})
+    keys = {"epochs": "checkpoint_every_epochs", "seconds": "checkpoint_every_seconds"}
+    return Cadence(**{field: resources[key] for field, key in keys.items() if key in resources})
+
+
 def log_missing_epochs(run: Any, history: list[dict[str, Any]]) -> None:
     """A resumed run: log the checkpoint's epochs that the MLflow run lacks (the job died between saving a
     checkpoint and logging that epoch), so its metric history holds every epoch exactly once."""
@@ -82,7 +84,9 @@ def train_point(params: dict[str, Any], layout: Layout, study: str, point_id: st
     prepared = _read_input(layout.prepared, load_prepared)
     # on the CPU: the loop moves them to the device it resolves `train.device` to
     stats = _read_input(layout.stats_json, lambda path: load_stats(path, layout.stats_arrays))
+    timeline = {"data_loaded": time.time()}  # the job's fixed costs, in its progress record
     trainer = build_point(point, prepared, stats)
+    timeline["built"] = time.time()
     device_type = trainer.device.type
     digests = {device: run_digest(point, manifest["digest"], device) for device in DEVICE_TYPES}
     digest = digests[device_type]
@@ -111,10 +115,12 @@ def train_point(params: dict[str, Any], layout: Layout, study: str, point_id: st
     else:
         run.log_dataset(params["data"]["source"], manifest["digest"], str(layout.prepared),
                         {"features": prepared.images["train"], "targets": prepared.labels["train"]}, "training")
-    progress = TrainProgress(run_dir, point.key, point.config["epochs"], digest, history=state.history or None)
+    progress = TrainProgress(run_dir, point.key, point.config["epochs"], digest, history=state.history or None,
+                            timeline=timeline)
     progress.start()
     try:
-        result = trainer.fit(state, checkpoint_path, run, on_epoch=progress)
+        result = trainer.fit(state, checkpoint_path, run, on_epoch=progress, on_first_step=progress.first_step,
+                             cadence=checkpoint_cadence(params))
     except BaseException as error:
         record_end(progress, error)
         end_quietly(run, "FAILED")
@@ -152,8 +158,9 @@ def write_run_outputs(files: RunFiles, result: TrainResult) -> None:
     last, once the run is logged)."""
     import torch
 
-    write_csv(files.history, result.history,
-              ["epoch", "train_loss", "train_error", "val_loss", "val_error", "lr", "seconds"])
+    from trickbench.train.loop import HISTORY_COLUMNS
+
+    write_csv(files.history, result.history, list(HISTORY_COLUMNS))
     write_csv(files.batch_loss, result.batch_losses, ["epoch", "batch", "loss"])
     with atomic_path(files.predictions) as tmp:
         with open(tmp, "wb") as handle:
@@ -180,7 +187,7 @@ def log_finished_run(run: Any, result: Any, metrics: dict[str, Any], files: RunF
     written only after the run is logged and ended."""
     import tempfile
 
-    from trickbench.train.loop import Status
+    from trickbench.train.checkpoint import Status
 
     run.log_metrics({f"final_{k}": v for k, v in result.metrics.items()}, step=len(result.history))
     run.set_tags({"trickbench.status": result.status.value})
@@ -211,7 +218,7 @@ def train_study(params: dict[str, Any], layout: Layout, study: str) -> list[dict
     Each point that lets trickbench choose its GPU takes a slot while it trains, as a `trickbench train` job
     does. The first slot fixes CUDA_VISIBLE_DEVICES before torch initialises CUDA; later points find it set
     and take their slots on that same device, the only one this process can still see."""
-    from trickbench.slots import training_slot
+    from trickbench.slots import slot_held
 
     manifest = read_manifest(layout.manifest)
     points = study_points(params, study)
@@ -228,10 +235,6 @@ def train_study(params: dict[str, Any], layout: Layout, study: str) -> list[dict
                 results.append(done)
                 continue
             layout.run_files(study, point.point_id).metrics.unlink()  # a stale run: trained again
-        slot = training_slot(params, point.config["device"])
-        try:
+        with slot_held(params, point.config["device"]):
             results.append(train_point(params, layout, study, point.point_id))
-        finally:
-            if slot is not None:
-                slot.release()
     return results

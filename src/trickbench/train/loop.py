@@ -3,18 +3,16 @@
 `run_epoch` is one pass over the training images), then `finish` (final metrics and predictions).
 
 Data stay on the training device as uint8; every batch is sliced, converted, augmented and
-pre-processed there. Each epoch ends with an atomic checkpoint holding everything needed to continue
-bit-identically (model, optimizer, scheduler, every RNG state, early-stopping state, history), so a
-job killed at any point resumes where the last complete epoch left off.
+pre-processed there. Epochs end with an atomic checkpoint (train/checkpoint.py: its format, early stopping,
+the cadence) holding everything needed to continue bit-identically, so a killed job resumes where its last
+checkpoint left off. What the caller wants to see of the run comes through hooks (`on_epoch`,
+`on_first_step`) and a Tracker; activation diagnostics are train/diagnostics.py, fine-tuning train/finetune.py.
 """
 from __future__ import annotations
 
-import enum
 import math
-import os
-import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -23,37 +21,26 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trickbench.errors import DataError
 from trickbench.data.augment import apply_augmentations, center_crop, crop_to
 from trickbench.data.prepared import Prepared
 from trickbench.data.preprocess import PREPROCESSORS
-from trickbench.io import atomic_path
 from trickbench.metrics import error_rate, log_loss
-from trickbench.nn.activations import (
-    activation_layers, make_activation, negative_slope, no_decay_parameter_names, prelu_parameters,
-)
+from trickbench.nn.activations import make_activation, negative_slope, no_decay_parameter_names, prelu_parameters
 from trickbench.nn.initializers import initialize
-from trickbench.nn.models import apply_finetune, build_model, load_backbone
+from trickbench.nn.models import build_model
 from trickbench.train import backends
 from trickbench.train.backends import restore_rng, rng_state
 from trickbench.train.balance import CLASS_BALANCES, ClassBalance
+from trickbench.train.finetune import finetune_source, load_finetune, train_mode
+from trickbench.train.checkpoint import Cadence, Checkpointer, EarlyStopping, Status, TrainState
+from trickbench.train.diagnostics import activation_statistics, dead_unit_fractions
 from trickbench.train.optim import OPTIMIZERS, SCHEDULES, snapshot_epochs, step_schedule
 from trickbench.train.regularizers import (
     Regularization, apply_max_norm, l1_penalty, penalized_weights, regularization,
 )
 
-CHECKPOINT_VERSION = 2  # 2: RNG states of the device in use only, with its device type
-
-# Start-up instrumentation (benchmarks/pipeline_overhead.py): with TRICKBENCH_EXIT_AFTER_FIRST_STEP=1 a
-# process prints the wall-clock time at which its first optimizer step completed and exits at once.
-EXIT_AFTER_FIRST_STEP = os.environ.get("TRICKBENCH_EXIT_AFTER_FIRST_STEP") == "1"
-
-
-def _exit_after_first_step(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    print(f"trickbench: first training step done at {time.time():.6f}", file=sys.stderr, flush=True)
-    os._exit(0)
+# one row per epoch: the history in a checkpoint, history.csv's columns, the metrics logged per epoch
+HISTORY_COLUMNS = ("epoch", "train_loss", "train_error", "val_loss", "val_error", "lr", "seconds")
 
 
 class Tracker:
@@ -65,16 +52,8 @@ class Tracker:
 
     def set_tags(self, tags: dict[str, str]) -> None: ...
 
-
-class Status(enum.StrEnum):
-    """How a run ended; the value is what metrics.json, the MLflow tag and the progress record say."""
-
-    COMPLETED = "completed"
-    DIVERGED = "diverged"
-
-
-# A checkpoint's `status` of a run that early stopping ended (its epochs are done; the best weights follow)
-EARLY_STOPPED = "early_stopped"
+    def flush(self) -> None:
+        """Return once everything reported so far is stored (a queueing tracker raises its first error)."""
 
 
 @dataclass
@@ -179,55 +158,26 @@ def parameter_groups(model: nn.Module, reg: Regularization, config: dict[str, An
     return [{"params": decay, "weight_decay": reg.l2}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def finetune_source(path: str | Path) -> dict[str, torch.Tensor]:
-    """The state dict that `train.finetune_from` names (the model.pt of an earlier run).
-
-    A missing or unusable file is bad input: DataError, one line naming the key and the path.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"train.finetune_from: {path}: no such file; expected the model.pt of an earlier run")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # truncated, not a torch file, or not a plain state dict
-        raise DataError(f"train.finetune_from: {path}: not a readable model.pt ({type(error).__name__})") from None
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise DataError(f"train.finetune_from: {path}: expected a state dict of tensors (a run's model.pt)")
-    return state
-
-
-def frozen_blocks(model: nn.Module) -> list[nn.Module]:
-    """Feature blocks whose parameters fine-tuning froze entirely (finetune_mode linear or top).
-
-    They stay in evaluation mode while the rest trains: their batch-norm statistics stay the
-    checkpoint's and their dropout is off, so the trained part sees fixed features (the seed's linear
-    classifier on the features of a pre-trained model).
-    """
-    return [block for block in model.blocks.children()
-            if any(True for _ in block.parameters()) and not any(p.requires_grad for p in block.parameters())]
-
-
-def train_mode(model: nn.Module, frozen: list[nn.Module]) -> None:
-    model.train()
-    for block in frozen:
-        block.eval()
-
-
 # ----------------------------------------------------------------------------------------- evaluation
 
 @torch.no_grad()
 def predict(model: nn.Module, data: DeviceData, prepare_batch: Callable, batch_size: int,
-            amp: bool) -> torch.Tensor:
-    """Softmax probabilities of a whole split, in large batches, without gradients."""
+            amp: bool, pad: bool = False) -> torch.Tensor:
+    """Softmax probabilities of a whole split, in large batches, without gradients. `pad`: every batch has
+    `batch_size` rows, a short last one filled up with copies of the split's first image whose outputs are
+    dropped (in evaluation mode a row's output does not depend on the others), so the model sees one shape."""
     model.eval()
     outputs = []
     for start in range(0, len(data), batch_size):
         index = torch.arange(start, min(start + batch_size, len(data)), device=data.labels.device)
+        rows = len(index)
+        if pad and rows < batch_size:
+            index = torch.cat([index, index.new_zeros(batch_size - rows)])
         x, _ = data.batch(index)
         x = prepare_batch(x)  # float32, outside autocast (input_pipeline)
         with torch.autocast(data.labels.device.type, dtype=torch.bfloat16, enabled=amp):
             logits = model(x)
-        outputs.append(logits.float().softmax(dim=1))
+        outputs.append(logits[:rows].float().softmax(dim=1))
     return torch.cat(outputs) if outputs else torch.empty(0)
 
 
@@ -236,181 +186,7 @@ def loss_and_error(probs: torch.Tensor, labels: torch.Tensor) -> tuple[float, fl
     return log_loss(probs_np, labels_np), error_rate(probs_np, labels_np)
 
 
-@torch.no_grad()
-def activation_statistics(model: nn.Module, x: torch.Tensor) -> list[dict[str, Any]]:
-    """Mean and std of every activation layer's output on one batch (seed §3: at initialization)."""
-    records: list[dict[str, Any]] = []
-    hooks = [
-        module.register_forward_hook(
-            lambda _m, _i, out, name=name: records.append(
-                {"layer": name, "mean": out.float().mean().item(), "std": out.float().std().item()}))
-        for name, module in activation_layers(model)
-    ]
-    try:
-        model.eval()
-        model(x)
-    finally:
-        for hook in hooks:
-            hook.remove()
-    return records
-
-
-@torch.no_grad()
-def dead_unit_fractions(model: nn.Module, data: DeviceData, prepare_batch: Callable, batch_size: int,
-                        amp: bool) -> list[dict[str, Any]]:
-    """Per activation layer, the fraction of units (channels) never positive over a whole split."""
-    layers = activation_layers(model)
-    ever_positive: dict[str, torch.Tensor] = {}
-
-    def record(name: str) -> Callable:
-        def hook(_module: nn.Module, _inputs: Any, output: torch.Tensor) -> None:
-            positive = output > 0
-            if positive.dim() > 2:  # a unit of a convolution is a channel, at any position
-                positive = positive.flatten(2).any(dim=2)
-            positive = positive.any(dim=0)
-            ever_positive[name] = ever_positive.get(name, torch.zeros_like(positive)) | positive
-        return hook
-
-    hooks = [module.register_forward_hook(record(name)) for name, module in layers]
-    try:
-        predict(model, data, prepare_batch, batch_size, amp)
-    finally:
-        for hook in hooks:
-            hook.remove()
-    return [{"layer": name, "dead_fraction": 1.0 - ever_positive[name].float().mean().item(),
-             "units": int(ever_positive[name].numel())} for name, _ in layers if name in ever_positive]
-
-
-# ------------------------------------------------------------------------------------------ checkpoints
-
-@dataclass
-class EarlyStopping:
-    """Stop once the validation loss has not improved for `patience` epochs, then go back to the best
-    epoch's weights. `patience` None (regularizer early_stopping off): it never stops nor keeps weights."""
-
-    patience: int | None
-    best_val: float = math.inf
-    bad_epochs: int = 0
-    best_state: dict[str, torch.Tensor] | None = None
-    stopped: bool = False
-
-    def update(self, val_loss: float, model: nn.Module) -> bool:
-        """Record one epoch's validation loss; True once training should stop."""
-        if self.patience is None:
-            return False
-        if val_loss < self.best_val:
-            self.best_val, self.bad_epochs = val_loss, 0
-            self.best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-        else:
-            self.bad_epochs += 1
-            self.stopped = self.bad_epochs >= self.patience
-        return self.stopped
-
-    def restore_best(self, model: nn.Module) -> None:
-        """A stopped run ends with its best epoch's weights (a finite loss set them on the first epoch)."""
-        if self.stopped:
-            model.load_state_dict(self.best_state)
-
-
-def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
-
-
-def read_checkpoint(path: Path) -> dict[str, Any] | None:
-    """The checkpoint file's dict if it is readable and of this format; None means start afresh."""
-    if not path.exists():
-        return None
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # truncated or corrupt: retrain rather than load garbage
-        return None
-    if not isinstance(state, dict) or state.get("version") != CHECKPOINT_VERSION:
-        return None
-    return state
-
-
-@dataclass
-class TrainState:
-    """Everything a checkpoint holds: after `epoch` epochs, the state dicts of model, optimizer and schedule,
-    every RNG state, the history, per-batch losses, snapshot predictions and early stopping, for a resume
-    that continues bit-identically. `save` and `load` keep the file format (CHECKPOINT_VERSION) as it is."""
-
-    config_digest: str
-    device_type: str
-    init_stats: list[dict[str, Any]]
-    early_stopping: EarlyStopping
-    epoch: int = 0
-    model: dict[str, Any] | None = None
-    optimizer: dict[str, Any] | None = None
-    scheduler: dict[str, Any] | None = None
-    rng: dict[str, Any] | None = None
-    history: list[dict[str, float]] = field(default_factory=list)
-    batch_losses: list[tuple[int, int, float]] = field(default_factory=list)
-    snapshots: dict[str, list[torch.Tensor]] = field(default_factory=lambda: {"val": [], "test": []})
-    status: Status = Status.COMPLETED
-    mlflow_run_id: str | None = None
-
-    def save(self, path: Path) -> None:
-        stopping = self.early_stopping
-        save_checkpoint(path, {
-            "version": CHECKPOINT_VERSION, "config_digest": self.config_digest, "device_type": self.device_type,
-            "epoch": self.epoch, "model": self.model, "optimizer": self.optimizer, "scheduler": self.scheduler,
-            "rng": self.rng, "history": self.history, "batch_losses": [list(b) for b in self.batch_losses],
-            "snapshots": self.snapshots, "best_val": stopping.best_val, "bad_epochs": stopping.bad_epochs,
-            "best_state": stopping.best_state, "init_stats": self.init_stats,
-            "status": EARLY_STOPPED if stopping.stopped else self.status.value, "mlflow_run_id": self.mlflow_run_id,
-        })
-
-    @classmethod
-    def load(cls, path: Path, digests: Mapping[str, str], device_type: str,
-             patience: int | None) -> TrainState | None:
-        """The checkpoint at `path` when it belongs to this run; None (start afresh) when there is none, it is
-        unreadable, of another format or of another configuration. `digests`: this configuration's digest
-        on each device type. A checkpoint of it written on another device type is refused (DataError): its
-        RNG states exist only there, and training afresh would overwrite its epochs."""
-        raw = read_checkpoint(path)
-        if raw is None:
-            return None
-        written_for = [device for device, digest in digests.items() if digest == raw["config_digest"]]
-        if not written_for:
-            return None
-        if raw["device_type"] == device_type and device_type in written_for:
-            return cls.from_checkpoint(raw, patience)
-        other = raw["device_type"] if raw["device_type"] != device_type else written_for[0]
-        raise DataError(f"{path}: checkpoint written on {other}, this run is on {device_type}; resume it on {other} "
-                        f"(train.device: {other}) or delete the file to retrain from scratch")
-
-    @classmethod
-    def from_checkpoint(cls, raw: dict[str, Any], patience: int | None) -> TrainState:
-        stopped = raw["status"] == EARLY_STOPPED
-        return cls(
-            config_digest=raw["config_digest"], device_type=raw["device_type"], init_stats=raw["init_stats"],
-            early_stopping=EarlyStopping(patience, raw["best_val"], raw["bad_epochs"], raw["best_state"], stopped),
-            epoch=raw["epoch"], model=raw["model"], optimizer=raw["optimizer"], scheduler=raw["scheduler"],
-            rng=raw["rng"], history=raw["history"], batch_losses=[tuple(b) for b in raw["batch_losses"]],
-            snapshots=raw["snapshots"], status=Status.COMPLETED if stopped else Status(raw["status"]),
-            mlflow_run_id=raw.get("mlflow_run_id"),
-        )
-
-
 # ------------------------------------------------------------------------------------------------ build
-
-def finetuned_network(config: dict[str, Any], reg: Regularization, image_shape: tuple[int, int, int],
-                      num_classes: int, source: dict[str, torch.Tensor] | None) -> tuple[nn.Module, list[nn.Module]]:
-    """The point's network, with the weights of `source` (train.finetune_from's state dict) and
-    `finetune_mode` applied when given; and the blocks that fine-tuning froze."""
-    model = build_network(config, reg, image_shape, num_classes)
-    if source is None:
-        return model, []
-    # tensors whose name and shape match are loaded; a head of another class count keeps its fresh init
-    try:
-        load_backbone(model, source)
-    except ValueError as error:  # nothing matches: another architecture or width
-        raise DataError(f"train.finetune_from: {config['finetune_from']}: {error}") from None
-    apply_finetune(model, config["finetune_mode"])
-    return model, frozen_blocks(model)
-
 
 @dataclass
 class Trainer:
@@ -432,9 +208,20 @@ class Trainer:
     weights: list[torch.Tensor]
     balance: ClassBalance
     init_stats: list[dict[str, Any]]
+    on_first_step: Callable[[float], None] | None = None  # called once, then cleared (fit sets it)
 
     def predict(self, split: str) -> torch.Tensor:
-        return predict(self.model, self.splits[split], self.eval_batch, self.config["eval_batch_size"], self.amp)
+        """On CUDA every evaluation batch of the job has one shape (`eval_rows`): cuDNN autotunes each new
+        shape (up to four more per job: the short last batch of each split). On the CPU, batches as they
+        come: oneDNN may pick another kernel for another batch size, and the CPU results stay as they were."""
+        cuda = self.device.type == "cuda"
+        return predict(self.model, self.splits[split], self.eval_batch, self.eval_rows if cuda else
+                       self.config["eval_batch_size"], self.amp, pad=cuda)
+
+    @property
+    def eval_rows(self) -> int:
+        """The one evaluation batch size: eval_batch_size, or the largest split when every split is smaller."""
+        return min(self.config["eval_batch_size"], max(len(data) for data in self.splits.values()))
 
     def resume(self, checkpoint_path: Path | None, digests: Mapping[str, str]) -> TrainState:
         """The checkpoint's state, loaded into model, optimizer, schedule and generators, when `checkpoint_path`
@@ -457,45 +244,59 @@ class Trainer:
         return state
 
     def fit(self, state: TrainState, checkpoint_path: Path | None = None, tracker: Tracker | None = None, *,
-            on_epoch_end: Callable[[int], None] | None = None,
-            on_epoch: Callable[[dict[str, float]], None] | None = None) -> TrainResult:
-        """Train from `state` on: each epoch trains, evaluates, steps the schedule, keeps snapshots, asks early
-        stopping, checkpoints and logs, until the last epoch, a divergence or early stopping."""
-        tracker, config, start_epoch = tracker or Tracker(), self.config, state.epoch
-        snapshot_at = snapshot_epochs(config)
-        for epoch in range(start_epoch, config["epochs"]):
-            if state.status is Status.DIVERGED or state.early_stopping.stopped:
-                break
-            started = time.perf_counter()
-            train_loss, train_error, seen, finite = run_epoch(self, state, epoch)
-            val_probs = self.predict("val")
-            val_loss, val_error = loss_and_error(val_probs, self.splits["val"].labels)
-            if not (finite and math.isfinite(val_loss)):
-                state.status = Status.DIVERGED
-            training = state.status is Status.COMPLETED
-            lr = self.optimizer.param_groups[0]["lr"]
-            if training:
-                step_schedule(self.scheduler, val_loss)
-            row = {"epoch": epoch + 1, "train_loss": train_loss, "train_error": train_error,
-                   "val_loss": val_loss, "val_error": val_error, "lr": lr, "seconds": time.perf_counter() - started}
-            state.history.append(row)
-            if training and epoch + 1 in snapshot_at:
-                state.snapshots["val"].append(val_probs.cpu())
-                state.snapshots["test"].append(self.predict("test").cpu())
-            if training:
-                state.early_stopping.update(val_loss, self.model)
-            state.epoch = epoch + 1
-            if checkpoint_path is not None:
-                self.capture(state, tracker.run_id).save(checkpoint_path)
-            # logged after the checkpoint: a job killed in between resumes after this epoch, and the stage
-            # logs the epochs the tracker lacks (log_missing_epochs), so every epoch is in MLflow exactly once
-            tracker.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=epoch + 1)
-            if on_epoch is not None:  # the stage's progress line and record (trickbench.progress)
-                on_epoch({**row, "images": seen})
-            if on_epoch_end is not None:
-                on_epoch_end(epoch + 1)
+            on_epoch: Callable[[dict[str, float]], None] | None = None,
+            on_first_step: Callable[[float], None] | None = None, cadence: Cadence = Cadence()) -> TrainResult:
+        """Train from `state` on until the last epoch, a divergence or early stopping. After each epoch: a
+        checkpoint when `cadence` says so (a stopped job saves its last epoch), the epoch's metrics queued for
+        `tracker`, then `on_epoch` with the history row and the images seen (the stage's progress record).
+        `on_first_step` gets the loss of this process's first step, once the device has finished it."""
+        tracker, start_epoch = tracker or Tracker(), state.epoch
+        self.on_first_step = on_first_step
+        checkpoints = Checkpointer(checkpoint_path, cadence)
+        try:
+            for epoch in range(start_epoch, self.config["epochs"]):
+                if state.status is Status.DIVERGED or state.early_stopping.stopped:
+                    break
+                row, seen = self.train_epoch(state, epoch)
+                final = (state.epoch == self.config["epochs"] or state.status is Status.DIVERGED
+                         or state.early_stopping.stopped)
+                checkpoints.after_epoch(self.capture(state, tracker.run_id), final, tracker.flush)
+                # logged after the checkpoint: a job killed in between resumes after this epoch, and the stage
+                # logs the epochs the tracker lacks (log_missing_epochs), so every epoch is in MLflow exactly once
+                tracker.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=row["epoch"])
+                if on_epoch is not None:
+                    on_epoch({**row, "images": seen})
+        except (KeyboardInterrupt, SystemExit):  # Ctrl-C, or SIGTERM (cli): keep the last completed epoch
+            checkpoints.save_unsaved()
+            raise
         state.early_stopping.restore_best(self.model)
-        return finish(self, state, start_epoch)
+        result = finish(self, state, start_epoch)
+        tracker.flush()
+        return result
+
+    def train_epoch(self, state: TrainState, epoch: int) -> tuple[dict[str, float], int]:
+        """One epoch: train, evaluate, step the schedule, keep snapshots, ask early stopping. Returns the
+        history row it appended and the number of training images seen."""
+        started = time.perf_counter()
+        train_loss, train_error, seen, finite = run_epoch(self, state, epoch)
+        val_probs = self.predict("val")
+        val_loss, val_error = loss_and_error(val_probs, self.splits["val"].labels)
+        if not (finite and math.isfinite(val_loss)):
+            state.status = Status.DIVERGED
+        training = state.status is Status.COMPLETED
+        lr = self.optimizer.param_groups[0]["lr"]
+        if training:
+            step_schedule(self.scheduler, val_loss)
+        row = dict(zip(HISTORY_COLUMNS, (epoch + 1, train_loss, train_error, val_loss, val_error, lr,
+                                         time.perf_counter() - started)))
+        state.history.append(row)
+        if training and epoch + 1 in snapshot_epochs(self.config):
+            state.snapshots["val"].append(val_probs.cpu())
+            state.snapshots["test"].append(self.predict("test").cpu())
+        if training:
+            state.early_stopping.update(val_loss, self.model)
+        state.epoch = epoch + 1
+        return row, seen
 
 
 def build(config: dict[str, Any], prepared: Prepared, stats: dict[str, Any]) -> Trainer:
@@ -522,7 +323,8 @@ def build(config: dict[str, Any], prepared: Prepared, stats: dict[str, Any]) -> 
                                              generator, stats)
 
     # model, optimizer, schedule
-    model, frozen = finetuned_network(config, reg, prepared.image_shape, prepared.num_classes, source)
+    model = build_network(config, reg, prepared.image_shape, prepared.num_classes)
+    frozen = load_finetune(model, config, source)
     if deterministic:
         backends.use_deterministic_pools(model)
     model = model.to(device=device, memory_format=memory_format)
@@ -564,28 +366,28 @@ def run_epoch(trainer: Trainer, state: TrainState, epoch: int) -> tuple[float, f
         trainer.optimizer.step()
         if reg.max_norm is not None:
             apply_max_norm(trainer.weights, reg.max_norm)
-        if EXIT_AFTER_FIRST_STEP:
-            _exit_after_first_step(device)
+        if trainer.on_first_step is not None:  # the job's fixed cost ends here (the value waits for the device)
+            trainer.on_first_step(loss.item())
+            trainer.on_first_step = None
         detached = loss.detach()
         epoch_losses.append(detached)
         loss_sum += detached * len(index)
         wrong_sum += (logits.detach().argmax(dim=1) != y).sum()
-    # one device-to-host transfer per epoch, not per step
-    losses = torch.stack(epoch_losses).float().cpu().tolist()
-    state.batch_losses.extend((epoch, step, value) for step, value in enumerate(losses))
+    state.batch_losses.append(torch.stack(epoch_losses))  # one device-to-host transfer per epoch, not per step
     seen = min(len(order), steps * batch_size)
-    return loss_sum.item() / seen, wrong_sum.item() / seen, seen, all(math.isfinite(v) for v in losses)
+    finite = bool(torch.isfinite(state.batch_losses.per_epoch[-1]).all())
+    return loss_sum.item() / seen, wrong_sum.item() / seen, seen, finite
 
 
 def train(config: dict[str, Any], prepared: Prepared, stats: dict[str, Any], *, config_digest: str,
           checkpoint_path: Path | None = None, tracker: Tracker | None = None,
-          on_epoch_end: Callable[[int], None] | None = None,
-          on_epoch: Callable[[dict[str, float]], None] | None = None) -> TrainResult:
+          on_epoch: Callable[[dict[str, float]], None] | None = None,
+          on_first_step: Callable[[float], None] | None = None, cadence: Cadence = Cadence()) -> TrainResult:
     """Build, resume, fit: one grid point for a caller without a stage (tests, benchmarks); `config_digest`
     is what a checkpoint at `checkpoint_path` must carry to be resumed."""
     trainer = build(config, prepared, stats)
     state = trainer.resume(checkpoint_path, {trainer.device.type: config_digest})
-    return trainer.fit(state, checkpoint_path, tracker, on_epoch_end=on_epoch_end, on_epoch=on_epoch)
+    return trainer.fit(state, checkpoint_path, tracker, on_epoch=on_epoch, on_first_step=on_first_step, cadence=cadence)
 
 
 def finish(trainer: Trainer, state: TrainState, resumed_from_epoch: int) -> TrainResult:
@@ -606,9 +408,8 @@ def finish(trainer: Trainer, state: TrainState, resumed_from_epoch: int) -> Trai
         for split in ("val", "test"):
             if state.snapshots[split]:
                 predictions[f"snapshot_{split}_probs"] = torch.stack(state.snapshots[split]).numpy()
-        dead = dead_unit_fractions(trainer.model, trainer.splits["val"], trainer.eval_batch,
-                                   trainer.config["eval_batch_size"], trainer.amp)
+        dead = dead_unit_fractions(trainer.model, lambda: trainer.predict("val"))
     model_state = {k: v.detach().cpu() for k, v in trainer.model.state_dict().items()}
     diagnostics = {"init_activation_stats": state.init_stats, "dead_units": dead}
-    return TrainResult(state.status, metrics, state.history, state.batch_losses, predictions, diagnostics,
+    return TrainResult(state.status, metrics, state.history, state.batch_losses.rows(), predictions, diagnostics,
                        model_state, resumed_from_epoch)
