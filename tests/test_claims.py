@@ -412,3 +412,18 @@ def test_the_findings_page_counts_are_the_committed_table():
     assert found, "docs/findings.md: the claims summary line is missing"
     stated = {verdict: int(n) for n, verdict in re.findall(r"(\d+) ([a-z ]+?)(?:,|$)", found.group(2))}
     assert int(found.group(1)) == int(counts.sum()) and stated == {v: int(n) for v, n in counts.items()}
+
+
+def test_each_presets_own_claims_agree_with_the_table():
+    """results/<preset>/claims.csv (the report stage's, or `trickbench claims --preset-reports`) gives the same
+    verdicts and effects as results/claims.csv, and each preset with runs has its forest plot."""
+    table = pd.read_csv(REPO / "results" / "claims.csv")
+    presets = [p for p in dict.fromkeys(table["preset"]) if (REPO / "results" / p / "runs.csv").is_file()]
+    assert presets
+    for preset in presets:
+        own = pd.read_csv(REPO / "results" / preset / "claims.csv").set_index("claim_id")
+        part = table[table["preset"] == preset].set_index("claim_id")
+        assert list(own.index) == list(part.index), preset
+        assert (own["verdict"] == part["verdict"]).all(), preset
+        assert np.allclose(own["effect"], part["effect"], equal_nan=True), preset
+        assert (REPO / "results" / preset / "claims.png").read_bytes()[:4] == b"\x89PNG", preset

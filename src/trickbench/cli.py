@@ -196,10 +196,25 @@ def cmd_claims(args: argparse.Namespace) -> None:
     if args.readme is not None:
         update_readme(args.readme, table)
         forest_plot(table, args.readme.parent / "claims.png")  # the page shows it: a docs page links inside docs/
+    if args.preset_reports:
+        _refresh_preset_reports(args.root)
     for preset, part in table.groupby("preset", sort=False):
         counts = part["verdict"].value_counts()
         print(f"{preset} [{scales[preset]}]: " + ", ".join(f"{counts.get(v, 0)} {v}" for v in VERDICTS if counts.get(v)))
     print(f"claims: {len(table)} claims -> {args.out / 'claims.csv'}, {args.out / 'claims.md'}, {args.out / 'claims.png'}")
+
+
+def _refresh_preset_reports(root: Path) -> None:
+    """Each preset's own claims files (results/<preset>/claims.*) from its committed results."""
+    from trickbench.claims import registered
+    from trickbench.params import load_params
+    from trickbench.stages.report import refresh_verdicts
+
+    for preset in dict.fromkeys(c.preset for c in registered()):
+        params = load_params(root / "configs" / f"{preset}.yaml")
+        written = refresh_verdicts(params, _layout(params))
+        if written:
+            print(f"{preset}: {len(written)} claims files under {params['paths']['results']}")
 
 
 def cmd_plan(args: argparse.Namespace) -> None:
@@ -285,6 +300,9 @@ def build_parser() -> argparse.ArgumentParser:
     claims.add_argument("--readme", type=Path, default=None,
                         help="also rewrite the claims table of this Markdown page, e.g. docs/findings.md "
                              "(between its claims:table markers)")
+    claims.add_argument("--preset-reports", action="store_true",
+                        help="also rewrite each preset's own results/<preset>/claims.{md,csv,html,png} from its "
+                             "committed results (run from the project root)")
     plan = add("plan", cmd_plan, "seeds each claim of a preset needs for 80 % power, from a pilot's paired spread; "
                "--write records them in configs/<preset>.yaml (plan.seeds)")
     plan.add_argument("preset", help="a preset with claims (configs/<preset>.yaml)")

@@ -135,10 +135,10 @@ def forest_figure(table: Any) -> Any:
     ax.set_ylim(-1, len(rows))
     handles = [Line2D([], [], color=c, marker="o", lw=1.6, label=v) for v, c in VERDICT_COLOURS.items()]
     handles.append(Line2D([], [], color="black", marker="D", mfc="none", lw=0, label="Xu et al.'s difference"))
-    ax.legend(handles=handles, fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.35 / max(len(rows), 1) ** 0.5),
-              ncol=4, frameon=False)
+    height = fig.get_size_inches()[1]
+    fig.legend(handles=handles, fontsize=6, loc="lower center", ncol=4, frameon=False)
     ax.set_title("Every claim against the committed runs (trickbench claims)", fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.7 / height, 1, 1))  # the legend's two rows below the axis label
     return fig
 
 

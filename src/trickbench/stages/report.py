@@ -158,6 +158,21 @@ def preset_verdicts(params: dict[str, Any], layout: Layout, made: str) -> list[P
     return list(paths.values())
 
 
+def refresh_verdicts(params: dict[str, Any], layout: Layout) -> list[Path]:
+    """A preset's claims files rewritten from its committed results alone, after the claims code changed:
+    the provenance line from runs.csv's provenance columns and the data digest from the results manifest,
+    so the artifacts the full report needs (predictions, checkpoints) are not. [] for params of no preset
+    or a preset without committed runs."""
+    if not layout.runs_table.is_file():
+        return []
+    runs = pd.read_csv(layout.runs_table)
+    present = [key for key in provenance.KEYS if key in runs.columns]
+    records = [{"provenance": dict(zip(present, map(str, row)))} for row in runs[present].itertuples(index=False)]
+    manifest = manifest_file(layout)
+    data_digest = read_json(manifest).get("data_digest") if manifest.is_file() else None
+    return preset_verdicts(params, layout, extend_footer(provenance.footer(records), params, data_digest))
+
+
 def report(params: dict[str, Any], layout: Layout) -> list[Path]:
     from trickbench.io import write_json
 
