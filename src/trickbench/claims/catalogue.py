@@ -93,6 +93,9 @@ for _prep in ("zero_center", "normalize"):
     claim(f"prep-{_prep.replace('_', '-')}-beats-raw", f"{W} §2 (zero-center, normalize)",
           f"Pre-processing by {_prep.replace('_', '-')} gives a lower test error than raw pixels.",
           "seed-augmentations", "preprocessing", "preprocessing", _prep, "none", "test_error", "less")
+claim("prep-pca-whitening-worse", f"{W} §2 (PCA whitening exaggerates the noise; not used with CNNs in practice)",
+      "PCA whitening gives a higher test error than per-channel normalisation.",
+      "seed-augmentations-v2", "whitening", "preprocessing", "pca_whiten", "normalize", "test_error", "greater")
 for _aug, _name in ((["flip", "crop"], "flip-crop"), (["color_jitter"], "color-jitter"), (["hsv"], "hsv"),
                     (["fancy_pca"], "fancy-pca")):
     claim(f"aug-{_name}-reduces-test-error", f"{W} §1 (data augmentation)",
