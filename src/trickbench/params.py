@@ -326,8 +326,7 @@ def _check_cycles(point: Any, source: str) -> None:
 
 
 def _check_plan(params: dict[str, Any], source: str) -> None:
-    """plan.seeds per study names studies of this preset (a plan may ask for more seeds than the axis has yet:
-    it is made before they run)."""
+    """plan.seeds names studies of this preset (it may ask for more seeds than the axis has yet)."""
     seeds = (params.get("plan") or {}).get("seeds")
     if seeds is None:
         return
