@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from trickbench.claims.model import CHANCE, ENSEMBLE_AXIS, Claim, ClaimsError
+from trickbench.claims.model import CHANCE, Claim, ClaimsError
 from trickbench.grid import axis_keys, format_value, study_points
 from trickbench.registry import Registry
 
