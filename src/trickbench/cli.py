@@ -210,8 +210,9 @@ def _refresh_preset_reports(root: Path) -> None:
     from trickbench.params import load_params
     from trickbench.stages.report import refresh_verdicts
 
-    for preset in dict.fromkeys(c.preset for c in registered()):
-        params = load_params(root / "configs" / f"{preset}.yaml")
+    configs = {c.preset: c.config_path for c in registered()}
+    for preset, config in configs.items():
+        params = load_params(root / config)
         written = refresh_verdicts(params, _layout(params))
         if written:
             print(f"{preset}: {len(written)} claims files under {params['paths']['results']}")

@@ -105,7 +105,7 @@ def apply_plan(preset: str, root: Path, pilot: Path | None, budget: int, write: 
     plans = plan_preset(preset, root, pilot)
     text = plan_text(preset, plans, budget)
     if write:
-        config = root / Path("configs") / f"{preset}.yaml"
+        config = root / next(c.config_path for c in registered() if c.preset == preset)
         record_plan(config, planned_seeds(plans, budget), str(pilot or "the preset's own runs"))
         text += f"\nrecorded in {config}"
     return text, plans
