@@ -59,3 +59,20 @@ def test_list_every_kind(kind: str, capsys) -> None:
     assert main(["list", kind]) == 0
     out = capsys.readouterr().out
     assert_lists_every_entry(out, KINDS.get(kind, kind))
+
+
+def test_help_of_the_command_and_of_every_subcommand_prints(capsys):
+    """argparse formats help with %: a bare '%' in one subcommand's help broke `trickbench --help`."""
+    import argparse
+
+    from trickbench.cli import build_parser
+
+    parser = build_parser()
+    with pytest.raises(SystemExit) as stopped:
+        main(["--help"])
+    assert stopped.value.code == 0
+    top = capsys.readouterr().out
+    subcommands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    for name, sub in subcommands.items():
+        assert name in top
+        assert sub.format_help().startswith("usage:")

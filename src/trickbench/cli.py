@@ -304,7 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
     claims.add_argument("--preset-reports", action="store_true",
                         help="also rewrite each preset's own results/<preset>/claims.{md,csv,html,png} from its "
                              "committed results (run from the project root)")
-    plan = add("plan", cmd_plan, "seeds each claim of a preset needs for 80 % power, from a pilot's paired spread; "
+    plan = add("plan", cmd_plan, "seeds each claim of a preset needs for 80 %% power, from a pilot's paired spread; "
                "--write records them in configs/<preset>.yaml (plan.seeds)")
     plan.add_argument("preset", help="a preset with claims (configs/<preset>.yaml)")
     plan.add_argument("--root", type=Path, default=Path("."), help="project root holding configs/ and results/")
