@@ -272,6 +272,9 @@ def test_the_command_writes_the_tables_and_the_forest_plot(tmp_path):
     assert set(table["verdict"]) == {"not run"} and (table["n"] == 0).all()
     assert (tmp_path / "out" / "claims.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "## scaled-cifar10" in (tmp_path / "out" / "claims.md").read_text()
+    ladder = pd.read_csv(tmp_path / "out" / "ladder.csv")
+    assert len(ladder) == len([c for c in REGISTERED if c.rung]) and set(ladder["verdict"]) == {"not run"}
+    assert (tmp_path / "out" / "ladder.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.mark.parametrize("content, culprit", [
@@ -336,7 +339,8 @@ def test_the_findings_page_table_is_the_committed_table(tmp_path):
     committed = pd.read_csv(REPO / "results" / "claims.csv")
     begin, end = README_TABLE
     assert FINDINGS.read_text().split(begin)[1].split(end)[0].strip() == readme_table(committed)
-    assert (REPO / "docs" / "claims.png").read_bytes() == (REPO / "results" / "claims.png").read_bytes()
+    for figure in ("claims.png", "ladder.png"):
+        assert (REPO / "docs" / figure).read_bytes() == (REPO / "results" / figure).read_bytes()
     page = tmp_path / "findings.md"
     page.write_text(f"# intro\n\n{begin}\nstale\n{end}\n\nprose after\n")
     shutil.copytree(REPO / "configs", tmp_path / "configs")

@@ -188,20 +188,21 @@ def cmd_report(args: argparse.Namespace) -> None:
 
 
 def cmd_claims(args: argparse.Namespace) -> None:
-    from trickbench.claims import VERDICTS, forest_plot, readme_parts, update_readme, write_claims
+    from trickbench.claims import VERDICTS, readme_parts, update_readme, write_claims
 
     if args.readme is not None:
         readme_parts(args.readme)  # a page without its markers: refused before anything is written
-    table, scales = write_claims(args.out, args.root)
+    # the page shows the figures: a docs page links inside docs/
+    table, scales = write_claims(args.out, args.root, page_dir=args.readme.parent if args.readme else None)
     if args.readme is not None:
         update_readme(args.readme, table)
-        forest_plot(table, args.readme.parent / "claims.png")  # the page shows it: a docs page links inside docs/
     if args.preset_reports:
         _refresh_preset_reports(args.root)
     for preset, part in table.groupby("preset", sort=False):
         counts = part["verdict"].value_counts()
         print(f"{preset} [{scales[preset]}]: " + ", ".join(f"{counts.get(v, 0)} {v}" for v in VERDICTS if counts.get(v)))
-    print(f"claims: {len(table)} claims -> {args.out / 'claims.csv'}, {args.out / 'claims.md'}, {args.out / 'claims.png'}")
+    print(f"claims: {len(table)} claims -> {args.out / 'claims.csv'}, {args.out / 'claims.md'}, {args.out / 'claims.png'}, "
+          f"{args.out / 'ladder.csv'}, {args.out / 'ladder.png'}")
 
 
 def _refresh_preset_reports(root: Path) -> None:

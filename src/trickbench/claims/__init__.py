@@ -60,16 +60,22 @@ def claims_table(claims: list[Claim] | None = None, root: Path = Path("."), alph
     return pd.DataFrame(rows, columns=COLUMNS), {p: d.scale() for p, d in loaded.items()}
 
 
-def write_claims(out_dir: Path, root: Path = Path("."), claims: list[Claim] | None = None) -> tuple[Any, dict[str, str]]:
-    """results/claims.csv, claims.md and the forest plot claims.png; nothing is written unless every preset's
-    results read."""
+def write_claims(out_dir: Path, root: Path = Path("."), claims: list[Claim] | None = None,
+                 page_dir: Path | None = None) -> tuple[Any, dict[str, str]]:
+    """results/claims.csv, claims.md, the forest plot claims.png and, with ladder claims, the scale ladder's
+    ladder.csv and ladder.png; both figures also in `page_dir` (the docs page that shows them). Nothing is
+    written unless every preset's results read."""
+    from trickbench.claims.ladder import write_ladder
     from trickbench.io import atomic_path, write_text
 
+    claims = claims if claims is not None else registered()
     table, scales = claims_table(claims, root)
     with atomic_path(out_dir / "claims.csv") as tmp:
         table.to_csv(tmp, index=False)
     write_text(out_dir / "claims.md", claims_markdown(table, scales))
-    forest_plot(table, out_dir / "claims.png")
+    for folder in (out_dir, *([page_dir] if page_dir is not None else [])):
+        forest_plot(table, folder / "claims.png")
+    write_ladder(table, claims, out_dir, (page_dir / "ladder.png",) if page_dir is not None else ())
     return table, scales
 
 

@@ -68,6 +68,7 @@ class Claim:
     diverged_as_chance: bool = False
     loss_threshold: float | None = None  # metric epochs_to_train_loss
     paper: tuple[str, str] | None = None  # (Xu et al.'s table: a paper_table name, its column: train/held_out/test_gap)
+    rung: tuple[str, int] | None = None  # a scale-ladder copy: (the claim it repeats, the rung's training images)
 
     @property
     def expected_text(self) -> str:
@@ -99,8 +100,12 @@ def claim(claim_id: str, source: str, statement: str, preset: str, study: str, a
         raise ValueError(f"claim {claim_id}: expected must be one of {DIRECTIONS}, got {expected!r}")
     if expected in ("equivalent", "at_most") and not options.get("margin"):
         raise ValueError(f"claim {claim_id}: an {expected} claim needs its margin")
-    entry = Claim(claim_id, source, statement, preset, study, axis, treatment, control, metric, expected, **options)
-    CLAIMS.add(claim_id, lambda: entry, statement, claim=entry)
+    return register(Claim(claim_id, source, statement, preset, study, axis, treatment, control, metric, expected,
+                          **options))
+
+
+def register(entry: Claim) -> Claim:
+    CLAIMS.add(entry.claim_id, lambda: entry, entry.statement, claim=entry)
     return entry
 
 
