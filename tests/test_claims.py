@@ -431,3 +431,17 @@ def test_each_presets_own_claims_agree_with_the_table():
         assert (own["verdict"] == part["verdict"]).all(), preset
         assert np.allclose(own["effect"], part["effect"], equal_nan=True), preset
         assert (REPO / "results" / preset / "claims.png").read_bytes()[:4] == b"\x89PNG", preset
+
+
+def test_max_norm_binds_is_read_from_the_runs_rescalings():
+    """The max-norm premise: a run binds when it rescaled a unit; runs made before the count existed (no
+    column, or an empty cell) are not measured, so the premise is not met rather than assumed."""
+    from trickbench.claims.evidence import max_norm_bound
+
+    older = pd.DataFrame({"point_id": ["a", "b"]})
+    assert np.isnan(max_norm_bound(older, None)).all()
+    counted = pd.DataFrame({"max_norm_rescalings": [12.0, 0.0, math.nan]})
+    np.testing.assert_array_equal(max_norm_bound(counted, None), [1.0, 0.0, math.nan])
+    premise = next(p for c in REGISTERED if c.claim_id == "reg-max-norm-shrinks-gap" for p in c.premises
+                   if p.name.startswith("treatment_runs_where_max_norm"))
+    assert premise.holds(1.0) and not premise.holds(0.5) and not premise.holds(math.nan)

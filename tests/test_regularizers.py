@@ -194,7 +194,7 @@ def unit_norms(weight: torch.Tensor) -> torch.Tensor:
 
 def test_max_norm_is_a_projection() -> None:
     weight = torch.tensor([[0.6, 0.8], [3.0, 4.0], [0.0, 0.0]])  # norms 1, 5, 0
-    apply_max_norm([weight], 3.0)
+    assert int(apply_max_norm([weight], 3.0)) == 1  # one unit was outside the ball
     assert torch.equal(weight[0], torch.tensor([0.6, 0.8]))  # inside the ball: untouched
     torch.testing.assert_close(weight[1], torch.tensor([1.8, 2.4]))  # onto the sphere, same direction
     assert torch.equal(weight[2], torch.zeros(2))
@@ -227,7 +227,12 @@ def test_max_norm_holds_in_the_loop() -> None:
     assert len(units) == 5
     assert all(torch.all(n <= c * (1 + 1e-5)) for n in units)
     assert any(torch.any(n > 0.99 * c) for n in units)  # the bound was active
+    assert result.metrics["max_norm_rescalings"] >= 1  # the premise of the max-norm claim: it binds
+    assert result.metrics["max_norm_rescalings"] == sum(row["max_norm_rescaled"] for row in result.history)
+    loose = run(regularizers=["max_norm"], max_norm=1e6)
+    assert loose.metrics["max_norm_rescalings"] == 0  # a constraint that never binds says so
     unbounded = run(regularizers=[], lr=100.0, momentum=0.9)
+    assert "max_norm_rescalings" not in unbounded.metrics
     assert unbounded.status == "diverged" or any(
         unit_norms(t).max() > c for k, t in unbounded.model_state.items() if k.endswith("weight") and t.dim() > 1)
 

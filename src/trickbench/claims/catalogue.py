@@ -9,7 +9,7 @@ import math
 from typing import Any
 
 from trickbench.claims.evidence import (class_count_ratio, control_mean, control_reaches_loss, lr_dropped,
-                                        not_measured, smallest_class, stopped_early, treatment_fraction)
+                                        max_norm_bound, smallest_class, stopped_early, treatment_fraction)
 from trickbench.claims.model import CHANCE, ENSEMBLE_AXIS, Claim, Premise, claim
 
 W, T, X = "Wei, Must Know Tips/Tricks", "Tips and Tricks for DL", "Xu et al. 2015"
@@ -36,9 +36,10 @@ PLATEAU_FIRES = Premise("treatment_runs_whose_lr_fell", "the plateau rule divide
                         treatment_fraction(lr_dropped), 1.0, "at_least", "a remedy that never acts is not tested")
 EARLY_STOP_FIRES = Premise("treatment_runs_stopped_early", "early stopping fires in at least half of the runs",
                            treatment_fraction(stopped_early), 0.5, "at_least", "a remedy that never acts is not tested")
-MAX_NORM_BINDS = Premise("max_norm_rescalings", "the max-norm constraint rescales some unit (binds)", not_measured,
-                         1.0, "at_least", "a constraint that never binds is not tested; the committed runs do not "
-                         "record rescalings, so this premise is not measured")
+MAX_NORM_BINDS = Premise("treatment_runs_where_max_norm_binds", "the max-norm constraint rescales some unit (binds) "
+                         "in every run", treatment_fraction(max_norm_bound), 1.0, "at_least",
+                         "a constraint that never binds is not tested; runs record their rescalings since issue 24 "
+                         "(metrics max_norm_rescalings), older runs read as not measured")
 IMBALANCED = Premise("class_ratio", "the training classes are imbalanced (largest/smallest ≥ 10)", class_count_ratio,
                      10.0, "at_least", "Wei, class imbalance: the remedies are for skewed class counts")
 MODERATE_RATIO = Premise("class_ratio", "the remedy's strength is moderate: largest/smallest class ≤ 20 (the weight "

@@ -422,6 +422,11 @@ def smallest_class(claim: Claim, data: PresetData) -> float:
     return float(counts["train"].min()) if "train" in counts.columns else math.nan
 
 
-def not_measured(claim: Claim, data: PresetData) -> float:
-    """A premise the committed results cannot measure: it is reported as not measured (so not met)."""
-    return math.nan
+def max_norm_bound(runs: Any, data: PresetData) -> np.ndarray:
+    """Per run: did the max-norm constraint rescale some unit (metrics max_norm_rescalings > 0)? NaN for runs
+    made before the count was recorded (so the premise reads as not measured)."""
+    if "max_norm_rescalings" not in runs.columns:
+        return np.full(len(runs), np.nan)
+    counts = runs["max_norm_rescalings"].to_numpy(dtype=float)
+    return np.where(np.isnan(counts), np.nan, counts > 0)
+

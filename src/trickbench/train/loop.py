@@ -41,6 +41,7 @@ from trickbench.train.regularizers import (
 
 # one row per epoch: the history in a checkpoint, history.csv's columns, the metrics logged per epoch
 HISTORY_COLUMNS = ("epoch", "train_loss", "train_error", "val_loss", "val_error", "lr", "seconds")
+MAX_NORM_RESCALED = "max_norm_rescaled"  # units the constraint rescaled in the epoch (max-norm runs only)
 
 
 class Tracker:
@@ -278,7 +279,7 @@ class Trainer:
         """One epoch: train, evaluate, step the schedule, keep snapshots, ask early stopping. Returns the
         history row it appended and the number of training images seen."""
         started = time.perf_counter()
-        train_loss, train_error, seen, finite = run_epoch(self, state, epoch)
+        train_loss, train_error, seen, finite, rescaled = run_epoch(self, state, epoch)
         val_probs = self.predict("val")
         val_loss, val_error = loss_and_error(val_probs, self.splits["val"].labels)
         if not (finite and math.isfinite(val_loss)):
@@ -289,6 +290,8 @@ class Trainer:
             step_schedule(self.scheduler, val_loss)
         row = dict(zip(HISTORY_COLUMNS, (epoch + 1, train_loss, train_error, val_loss, val_error, lr,
                                          time.perf_counter() - started)))
+        if self.reg.max_norm is not None:  # checkpointed with the history; not a history.csv column
+            row[MAX_NORM_RESCALED] = rescaled
         state.history.append(row)
         if training and epoch + 1 in snapshot_epochs(self.config):
             state.snapshots["val"].append(val_probs.cpu())
@@ -342,9 +345,10 @@ def build(config: dict[str, Any], prepared: Prepared, stats: dict[str, Any]) -> 
 
 # ------------------------------------------------------------------------------------------------ train
 
-def run_epoch(trainer: Trainer, state: TrainState, epoch: int) -> tuple[float, float, int, bool]:
+def run_epoch(trainer: Trainer, state: TrainState, epoch: int) -> tuple[float, float, int, bool, int]:
     """One pass over the epoch's order in training mode: (train loss, train error, images seen, whether
-    every batch loss was finite). The batch losses join `state.batch_losses`."""
+    every batch loss was finite, units the max-norm constraint rescaled). The batch losses join
+    `state.batch_losses`."""
     config, data, device, reg = trainer.config, trainer.splits["train"], trainer.device, trainer.reg
     batch_size = config["batch_size"]
     train_mode(trainer.model, trainer.frozen)
@@ -352,6 +356,7 @@ def run_epoch(trainer: Trainer, state: TrainState, epoch: int) -> tuple[float, f
     # the whole order is one epoch: oversampling makes it longer than the training set, undersampling shorter
     steps = training_steps(len(order), batch_size, bool(config.get("compile")))
     loss_sum, wrong_sum = torch.zeros((), device=device), torch.zeros((), device=device)
+    rescaled = torch.zeros((), device=device, dtype=torch.long)
     epoch_losses = []
     for step in range(steps):
         index = order[step * batch_size:(step + 1) * batch_size]
@@ -365,7 +370,7 @@ def run_epoch(trainer: Trainer, state: TrainState, epoch: int) -> tuple[float, f
         objective.backward()
         trainer.optimizer.step()
         if reg.max_norm is not None:
-            apply_max_norm(trainer.weights, reg.max_norm)
+            rescaled += apply_max_norm(trainer.weights, reg.max_norm)
         if trainer.on_first_step is not None:  # the job's fixed cost ends here (the value waits for the device)
             trainer.on_first_step(loss.item())
             trainer.on_first_step = None
@@ -376,7 +381,7 @@ def run_epoch(trainer: Trainer, state: TrainState, epoch: int) -> tuple[float, f
     state.batch_losses.append(torch.stack(epoch_losses))  # one device-to-host transfer per epoch, not per step
     seen = min(len(order), steps * batch_size)
     finite = bool(torch.isfinite(state.batch_losses.per_epoch[-1]).all())
-    return loss_sum.item() / seen, wrong_sum.item() / seen, seen, finite
+    return loss_sum.item() / seen, wrong_sum.item() / seen, seen, finite, int(rescaled.item())
 
 
 def train(config: dict[str, Any], prepared: Prepared, stats: dict[str, Any], *, config_digest: str,
@@ -393,6 +398,8 @@ def train(config: dict[str, Any], prepared: Prepared, stats: dict[str, Any], *, 
 def finish(trainer: Trainer, state: TrainState, resumed_from_epoch: int) -> TrainResult:
     """Final metrics of every split in evaluation mode, predictions for ensembles, diagnostics."""
     metrics: dict[str, float] = {"epochs_run": float(len(state.history))}
+    if trainer.reg.max_norm is not None:
+        metrics["max_norm_rescalings"] = float(sum(row.get(MAX_NORM_RESCALED, 0) for row in state.history))
     predictions: dict[str, np.ndarray] = {}
     dead: list[dict[str, Any]] = []
     if state.status is Status.DIVERGED:
