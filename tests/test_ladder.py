@@ -31,18 +31,25 @@ def test_every_template_is_tested_again_on_every_rung_and_nowhere_else():
         assert copy.axis not in copy.where  # the other axis is held at the control's level
 
 
+MIN_EPOCHS, MIN_STEPS = 80, 1280  # every rung: 80 epochs and at least the 2,000 rung's SGD steps
+
+
 def _comparable(params):
-    """A rung's params without what names the rung (paths, tracking, descriptions) or is the rung."""
-    params = {**params, "paths": None, "tracking": None, "data": {**params["data"], "train_per_class": None}}
+    """A rung's params without what names the rung (paths, tracking, descriptions) or is the rung (its
+    images, and its epochs, which follow from them)."""
+    params = {**params, "paths": None, "tracking": None, "data": {**params["data"], "train_per_class": None},
+              "train": {**params["train"], "epochs": None}}
     params["studies"] = {name: {**study, "description": None} for name, study in params["studies"].items()}
     return params
 
 
-def test_the_rungs_differ_only_in_their_training_images():
+def test_the_rungs_differ_only_in_their_training_images_and_the_epochs_these_need():
     loaded = {preset: load_params(REPO / "configs" / f"{preset}.yaml") for preset in RUNGS}
     first = next(iter(loaded.values()))
     for preset, params in loaded.items():
         assert params["data"]["train_per_class"] * 10 == RUNGS[preset], preset
+        steps_per_epoch = math.ceil(RUNGS[preset] / params["train"]["batch_size"])
+        assert params["train"]["epochs"] == max(MIN_EPOCHS, math.ceil(MIN_STEPS / steps_per_epoch)), preset
         assert params["data"]["options"]["test_archive"].endswith("cifar10_test.zip")  # the full test set
         assert _comparable(params) == _comparable(first), preset
         points = [p.point_id for p in expand_grid(params)]
