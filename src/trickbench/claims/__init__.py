@@ -73,9 +73,9 @@ def write_claims(out_dir: Path, root: Path = Path("."), claims: list[Claim] | No
     with atomic_path(out_dir / "claims.csv") as tmp:
         table.to_csv(tmp, index=False)
     write_text(out_dir / "claims.md", claims_markdown(table, scales))
-    for folder in (out_dir, *([page_dir] if page_dir is not None else [])):
-        forest_plot(table, folder / "claims.png")
-    write_ladder(table, claims, out_dir, (page_dir / "ladder.png",) if page_dir is not None else ())
+    pages = (page_dir,) if page_dir is not None else ()
+    forest_plot(table, *(folder / "claims.png" for folder in (out_dir, *pages)))
+    write_ladder(table, claims, out_dir, tuple(folder / "ladder.png" for folder in pages))
     return table, scales
 
 

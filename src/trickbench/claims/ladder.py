@@ -103,8 +103,7 @@ def ladder_figure(ladder: Any) -> Any:
 def write_ladder(table: Any, claims: list[Claim], out_dir: Path, figure_paths: tuple[Path, ...] = ()) -> Any:
     """results/ladder.csv and the figure results/ladder.png (and at each of figure_paths); None without ladder
     claims among `claims`."""
-    import matplotlib.pyplot as plt
-
+    from trickbench.claims.render import save_figure
     from trickbench.io import atomic_path
 
     ladder = ladder_table(table, claims)
@@ -112,9 +111,5 @@ def write_ladder(table: Any, claims: list[Claim], out_dir: Path, figure_paths: t
         return None
     with atomic_path(out_dir / "ladder.csv") as tmp:
         ladder.to_csv(tmp, index=False)
-    fig = ladder_figure(ladder)
-    for path in (out_dir / "ladder.png", *figure_paths):
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=120, format="png", metadata={"Software": None})
-    plt.close(fig)
+    save_figure(ladder_figure(ladder), (out_dir / "ladder.png", *figure_paths))
     return ladder

@@ -142,16 +142,21 @@ def forest_figure(table: Any) -> Any:
     return fig
 
 
-def forest_plot(table: Any, path: Path, dpi: int = 120) -> None:
-    """forest_figure(table) written to `path` (atomically, byte-stable: no software or date in the PNG)."""
+def save_figure(fig: Any, paths: tuple[Path, ...], dpi: int = 120) -> None:
+    """`fig` written to each of `paths` (atomically, byte-stable: no software or date in the PNG), then closed."""
     import matplotlib.pyplot as plt
 
     from trickbench.io import atomic_path
 
-    fig = forest_figure(table)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=dpi, format=path.suffix.lstrip("."), metadata={"Software": None})
+    for path in paths:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=dpi, format=path.suffix.lstrip("."), metadata={"Software": None})
     plt.close(fig)
+
+
+def forest_plot(table: Any, *paths: Path, dpi: int = 120) -> None:
+    """forest_figure(table), drawn once and written to each of `paths`."""
+    save_figure(forest_figure(table), paths, dpi)
 
 
 def readme_parts(path: Path) -> tuple[str, str]:

@@ -381,7 +381,9 @@ def run_epoch(trainer: Trainer, state: TrainState, epoch: int) -> tuple[float, f
     state.batch_losses.append(torch.stack(epoch_losses))  # one device-to-host transfer per epoch, not per step
     seen = min(len(order), steps * batch_size)
     finite = bool(torch.isfinite(state.batch_losses.per_epoch[-1]).all())
-    return loss_sum.item() / seen, wrong_sum.item() / seen, seen, finite, int(rescaled.item())
+    # the count is read only where it is kept: no extra device-to-host transfer for other runs
+    count = int(rescaled.item()) if reg.max_norm is not None else 0
+    return loss_sum.item() / seen, wrong_sum.item() / seen, seen, finite, count
 
 
 def train(config: dict[str, Any], prepared: Prepared, stats: dict[str, Any], *, config_digest: str,
