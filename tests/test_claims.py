@@ -230,6 +230,28 @@ def test_seeds_beyond_the_plan_stay_out_of_the_verdict(tmp_path):
     assert row["effect"] == pytest.approx(-0.10 + NOISE[:4].mean())
 
 
+def test_a_diverged_run_counts_at_chance_for_an_error_and_leaves_a_loss_comparison(tmp_path):
+    """A treatment that diverges in one seed is not judged on its survivors: its test error there is chance
+    (0.9 with 10 classes); a loss has no chance level, so that seed leaves a loss claim's comparison."""
+    _synthetic_preset(tmp_path, "div", SEEDS)
+    runs_csv = tmp_path / "results" / "div" / "runs.csv"
+    runs = pd.read_csv(runs_csv)
+    runs["test_loss"] = runs["test_error"] * 3
+    failed = (runs["activation"] == "prelu") & (runs["seed"] == 0)
+    runs.loc[failed, "status"] = "diverged"
+    runs.loc[failed, ["test_error", "val_error", "train_error", "test_loss"]] = math.nan
+    runs.to_csv(runs_csv, index=False)
+    table = claims_table([_claim("error", "div", "prelu", "relu", "less"),
+                          _claim("loss", "div", "prelu", "relu", "less", metric="test_loss", sesoi=0.01)],
+                         tmp_path)[0].set_index("claim_id")
+    diffs = -0.10 + NOISE
+    diffs[0] = 0.9 - BASE[0]
+    assert table.loc["error", "n"] == len(SEEDS) and table.loc["error", "effect"] == pytest.approx(diffs.mean())
+    assert table.loc["error", "verdict"] != "holds"  # the survivors alone would hold (-0.10 each)
+    assert table.loc["loss", "n"] == len(SEEDS) - 1
+    assert table.loc["loss", "effect"] == pytest.approx(3 * (-0.10 + NOISE[1:]).mean())
+
+
 def test_a_per_run_ensemble_is_averaged_per_seed(tmp_path):
     _synthetic_preset(tmp_path, "ens", SEEDS)
     study = tmp_path / "results" / "ens" / "acts"

@@ -30,7 +30,7 @@ COMMITTED = {
     "seed-augmentations-v2": ("71bf6e99e66a608f", "53b6223646cce362"),  # issue 24, runs at 226749e
     "ladder-1000": ("72eaeae9d6f02b08", "eb5bb3bdd1556238"),  # issue 24, runs at 79ec0a5 (160 epochs)
     "ladder-4000": ("aead1a1a224e1f72", "0769ff697f16f158"),  # issue 24, runs at 79ec0a5
-    "ladder-2000": ("aead1a1a224e1f72", "7b1ae976f9c29615"),  # issue 24, runs at a6718f6 and 79ec0a5 (same code)
+    "ladder-2000": ("72eaeae9d6f02b08", "7b1ae976f9c29615"),  # issue 24, runs at aafbe2f (160 epochs)
     "seed-activation-speed": ("d91326995a1f5e10", "56f9ae97b359a378"),  # issue 24, runs at aafbe2f
     "seed-class-imbalance": ("cad0ec0bb33bb610", "c0da1cadac0fc367"),
     "seed-initializers": ("09f42a46d255be09", "56f9ae97b359a378"),

@@ -3,6 +3,7 @@ presets differ only in their training images, and the figure draws each rung's e
 training images with Xu et al.'s difference at 50,000."""
 from __future__ import annotations
 
+import csv
 import math
 from dataclasses import fields
 
@@ -31,7 +32,10 @@ def test_every_template_is_tested_again_on_every_rung_and_nowhere_else():
         assert copy.axis not in copy.where  # the other axis is held at the control's level
 
 
-MIN_EPOCHS, MIN_STEPS = 80, 1280  # every rung: 80 epochs and at least the 2,000 rung's SGD steps
+BASE_EPOCHS, FITS = 80, 0.05
+# The rung rule: 80 epochs, doubled until the ReLU control fits (mean training error <= 0.05). The tries that
+# missed, in git: (epochs, the ReLU control's mean training error).
+MISSED = {"ladder-1000": [(80, 0.17)], "ladder-2000": [(80, 0.054)], "ladder-4000": []}
 
 
 def _comparable(params):
@@ -48,12 +52,24 @@ def test_the_rungs_differ_only_in_their_training_images_and_the_epochs_these_nee
     first = next(iter(loaded.values()))
     for preset, params in loaded.items():
         assert params["data"]["train_per_class"] * 10 == RUNGS[preset], preset
-        steps_per_epoch = math.ceil(RUNGS[preset] / params["train"]["batch_size"])
-        assert params["train"]["epochs"] == max(MIN_EPOCHS, math.ceil(MIN_STEPS / steps_per_epoch)), preset
+        tries = [epochs for epochs, train_error in MISSED[preset] if train_error > FITS]
+        assert tries == [BASE_EPOCHS * 2**k for k in range(len(MISSED[preset]))], preset
+        assert params["train"]["epochs"] == BASE_EPOCHS * 2 ** len(tries), preset
         assert params["data"]["options"]["test_archive"].endswith("cifar10_test.zip")  # the full test set
         assert _comparable(params) == _comparable(first), preset
         points = [p.point_id for p in expand_grid(params)]
         assert points == [p.point_id for p in expand_grid(first)] and len(points) == 15
+
+
+def test_each_committed_rung_trained_until_its_relu_control_fits():
+    """The rule's stop: the committed rung's ReLU control, at the epochs of its preset, fits (mean <= 0.05)."""
+    for preset in RUNGS:
+        with open(REPO / "results" / preset / "runs.csv", newline="") as handle:
+            control = [row for row in csv.DictReader(handle)
+                       if row["activation"] == "relu" and row["augmentations"] == "none"]
+        epochs = load_params(REPO / "configs" / f"{preset}.yaml")["train"]["epochs"]
+        assert len(control) == 3 and {float(row["epochs_run"]) for row in control} == {epochs}, preset
+        assert sum(float(row["train_error"]) for row in control) / 3 <= FITS, preset
 
 
 def _table(effects):

@@ -174,9 +174,21 @@ DERIVED_METRICS.add("epochs_to_train_loss", _epochs_to_train_loss,
                     "epochs until the training loss first reaches the claim's loss_threshold (curves.csv)")
 
 
+# A diverged run is an outcome of its arm, not a missing value: where the metric has a chance level it counts
+# at that level (the predictions of a net whose weights are NaN carry no information), so a treatment that
+# diverges in some seeds is never judged on its survivors alone. Other metrics (losses, curve-derived ones)
+# have no value for it and its seed leaves the comparison.
+CHANCE_LEVEL: dict[str, Callable[[int], float]] = {
+    "train_error": lambda classes: 1.0 - 1.0 / classes,
+    "val_error": lambda classes: 1.0 - 1.0 / classes,
+    "test_error": lambda classes: 1.0 - 1.0 / classes,
+    "test_mean_recall": lambda classes: 1.0 / classes,
+}
+
+
 def metric_values(runs: Any, metric: str, claim: Claim, data: PresetData) -> np.ndarray:
-    """One value of `metric` per run (NaN for a run that did not complete, unless it diverged and the claim
-    counts a diverged run as chance error)."""
+    """One value of `metric` per run: NaN for a run that did not complete, but a diverged run counts at the
+    metric's chance level where it has one (CHANCE_LEVEL)."""
     if metric in DERIVED_METRICS:
         values = np.asarray(DERIVED_METRICS.get(metric)(runs, claim, data), dtype=float)
     elif metric in runs.columns:
@@ -189,8 +201,8 @@ def metric_values(runs: Any, metric: str, claim: Claim, data: PresetData) -> np.
                           f"derived metrics: {', '.join(DERIVED_METRICS.names())}")
     usable = (runs["status"] == "completed").to_numpy()
     values = np.where(usable & np.isfinite(values), values, np.nan)
-    if claim.diverged_as_chance:
-        values = np.where((runs["status"] == "diverged").to_numpy(), 1.0 - 1.0 / data.num_classes(), values)
+    if metric in CHANCE_LEVEL:
+        values = np.where((runs["status"] == "diverged").to_numpy(), CHANCE_LEVEL[metric](data.num_classes()), values)
     return values
 
 

@@ -65,7 +65,6 @@ class Claim:
     where: dict[str, list[Any]] = field(default_factory=dict)
     free_axes: tuple[str, ...] = ()  # axes whose values go with the treatment (an optimizer's own lr): not matched
     premises: tuple[Premise, ...] = ()
-    diverged_as_chance: bool = False
     loss_threshold: float | None = None  # metric epochs_to_train_loss
     paper: tuple[str, str] | None = None  # (Xu et al.'s table: a paper_table name, its column: train/held_out/test_gap)
     rung: tuple[str, int] | None = None  # a scale-ladder copy: (the claim it repeats, the rung's training images)
