@@ -27,7 +27,7 @@ COMMITTED = {
     "scaled-cifar10": ("a3c446356eb000ce", "0df65bb365ded028"),
     "scaled-ndsb": ("5dca2bb88464a94d", "c0da1cadac0fc367"),
     "seed-augmentations": ("21445381e1252756", "a225ac1cd2adb077"),
-    "seed-augmentations-v2": ("71bf6e99e66a608f", "53b6223646cce362"),  # issue 24, runs at 226749e
+    "seed-augmentations-v2": ("6da536c4095b8f9d", "53b6223646cce362"),  # issue 24, runs at 226749e, aafbe2f (colour)
     "ladder-1000": ("72eaeae9d6f02b08", "eb5bb3bdd1556238"),  # issue 24, runs at 79ec0a5 (160 epochs)
     "ladder-4000": ("aead1a1a224e1f72", "0769ff697f16f158"),  # issue 24, runs at 79ec0a5
     "ladder-2000": ("72eaeae9d6f02b08", "7b1ae976f9c29615"),  # issue 24, runs at aafbe2f (160 epochs)

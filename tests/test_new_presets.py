@@ -11,7 +11,7 @@ from trickbench.params import load_params
 from trickbench.paths import Layout
 
 REPO = Path(__file__).resolve().parents[1]
-CIFAR = ["seed-augmentations-v2", "seed-optimizers", "seed-batchnorm", "seed-transfer-source",
+CIFAR = ["seed-augmentations-v2", "seed-regularizers-v2", "seed-learning-rates-v2", "seed-optimizers", "seed-batchnorm", "seed-transfer-source",
          "seed-transfer-small", "seed-transfer-large"]
 NEW = [*CIFAR, "seed-class-imbalance-v2"]
 
@@ -28,9 +28,28 @@ def _hashable(value):
     return tuple(value) if isinstance(value, list) else value
 
 
-def test_augmentations_v2_adds_noise_rotation_and_contrast_beside_none_and_flip_crop() -> None:
+def test_augmentations_v2_adds_noise_rotation_contrast_and_the_colour_augmentations_beside_none_and_flip_crop():
     assert values("seed-augmentations-v2", "augmentations", "augmentations") == [
-        (), ("flip", "crop"), ("gaussian_noise",), ("rotation",), ("contrast",)]
+        (), ("flip", "crop"), ("gaussian_noise",), ("rotation",), ("contrast",), ("color_jitter",), ("hsv",),
+        ("fancy_pca",)]
+
+
+def test_regularizers_v2_is_augmentations_v2s_recipe_without_weight_decay_with_dropout_and_max_norm():
+    assert values("seed-regularizers-v2", "regularizers", "regularizers") == [(), ("dropout",), ("max_norm",)]
+    recipe, base = params_of("seed-regularizers-v2"), params_of("seed-augmentations-v2")
+    assert recipe["data"] == base["data"]
+    differs = {k for k in recipe["train"] if recipe["train"][k] != base["train"][k]}
+    assert differs == {"regularizers", "l2"}, differs  # augs-v2 trains with [l2] (1e-4); l2 acts only when named
+
+
+def test_learning_rates_v2_is_augmentations_v2s_recipe_at_a_constant_rate_or_divided_on_plateau():
+    assert values("seed-learning-rates-v2", "plateau", "schedule") == ["constant", "plateau"]
+    recipe, base = params_of("seed-learning-rates-v2"), params_of("seed-augmentations-v2")
+    rule = params_of("seed-learning-rates")["train"]
+    assert recipe["data"] == base["data"]
+    assert {k for k in recipe["train"] if recipe["train"][k] != base["train"][k]} == {"schedule"}
+    assert (recipe["train"]["plateau_factor"], recipe["train"]["plateau_patience"]) == (
+        rule["plateau_factor"], rule["plateau_patience"])  # the same rule, another regime
 
 
 def test_optimizers_each_at_its_usual_rate_and_two_batch_sizes_at_one_rate() -> None:
