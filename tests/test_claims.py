@@ -467,3 +467,18 @@ def test_max_norm_binds_is_read_from_the_runs_rescalings():
     premise = next(p for c in REGISTERED if c.claim_id == "reg-max-norm-shrinks-gap" for p in c.premises
                    if p.name.startswith("treatment_runs_where_max_norm"))
     assert premise.holds(1.0) and not premise.holds(0.5) and not premise.holds(math.nan)
+
+
+def test_the_runs_table_carries_the_max_norm_count_the_premise_reads():
+    """runs.csv (report.tables.runs_frame, what the claims read) keeps each run's max_norm_rescalings from
+    its metrics.json; runs without max-norm have an empty cell (not applicable, never 0)."""
+    from trickbench.claims.evidence import max_norm_bound
+    from trickbench.report.tables import runs_frame
+
+    def record(point, **metrics):
+        return {"study": "regs", "point_id": point, "status": "completed", "axes": {"seed": 0}, "epochs_run": 2,
+                "train_error": 0.1, **metrics}
+
+    frame = runs_frame([record("max_norm", max_norm_rescalings=27265.0), record("none")])
+    assert frame["max_norm_rescalings"].iloc[0] == 27265.0 and math.isnan(frame["max_norm_rescalings"].iloc[1])
+    np.testing.assert_array_equal(max_norm_bound(frame.iloc[:1], None), [1.0])

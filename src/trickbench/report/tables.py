@@ -26,6 +26,8 @@ METRIC_LABELS = {
     "train_error_running": "train error (running)", "train_loss_running": "train loss (running)",
     # from the run's test predictions (predictions.npz): the minority classes weigh as much as the others
     "test_mean_recall": "test mean per-class recall",
+    # max-norm runs only (metrics.json): units the constraint rescaled over the run, the premise that it binds
+    "max_norm_rescalings": "units rescaled by max-norm",
 }
 
 
