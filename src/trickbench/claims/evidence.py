@@ -178,10 +178,13 @@ DERIVED_METRICS.add("epochs_to_train_loss", _epochs_to_train_loss,
 # at that level (the predictions of a net whose weights are NaN carry no information), so a treatment that
 # diverges in some seeds is never judged on its survivors alone. Other metrics (losses, curve-derived ones)
 # have no value for it and its seed leaves the comparison.
+def error_at_chance(classes: int) -> float:
+    """The error of a guess among `classes` balanced classes."""
+    return 1.0 - 1.0 / classes
+
+
 CHANCE_LEVEL: dict[str, Callable[[int], float]] = {
-    "train_error": lambda classes: 1.0 - 1.0 / classes,
-    "val_error": lambda classes: 1.0 - 1.0 / classes,
-    "test_error": lambda classes: 1.0 - 1.0 / classes,
+    "train_error": error_at_chance, "val_error": error_at_chance, "test_error": error_at_chance,
     "test_mean_recall": lambda classes: 1.0 / classes,
 }
 
@@ -309,7 +312,7 @@ def replicates(claim: Claim, data: PresetData) -> Replicates | None:
     if claim.control == CHANCE:
         if not len(own):
             return None
-        per_seed = own.assign(d=own["value"] - (1.0 - 1.0 / data.num_classes())).groupby(f"axis:{SEED}")["d"].mean()
+        per_seed = own.assign(d=own["value"] - error_at_chance(data.num_classes())).groupby(f"axis:{SEED}")["d"].mean()
         return Replicates(_finite(per_seed), SEED, _pooling(claim, runs, []), beyond)
     other = runs[runs[f"axis:{claim.axis}"] == format_value(claim.control)]
     if not len(own) and not len(other):
