@@ -84,7 +84,7 @@ def _table(effects):
                      "n": 0 if math.isnan(effect) else 3, "effect": effect, "ci_low": effect - 0.01,
                      "ci_high": effect + 0.01, "sesoi": 0.0125, "premises": "",
                      "verdict": "not run" if math.isnan(effect) else "underpowered",
-                     "paper_effect": -0.02 if c.paper else math.nan})
+                     "paper_effect": -0.02 if c.paper else math.nan, "orientation": c.orientation})
     return pd.DataFrame(rows, columns=COLUMNS)
 
 

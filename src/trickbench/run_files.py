@@ -23,6 +23,7 @@ from trickbench.io import read_json, read_text_bounded
 MAX_CSV_BYTES = 256 * 1024 * 1024  # history.csv of 100,000 epochs is about 10 MB
 RUN_STATUSES = ("completed", "diverged")
 SPLIT_METRICS = tuple(f"{split}_{kind}" for split in ("train", "val", "test") for kind in ("loss", "error"))
+# one row per epoch: the history in a checkpoint, history.csv's columns, the metrics logged per epoch
 HISTORY_COLUMNS = ("epoch", "train_loss", "train_error", "val_loss", "val_error", "lr", "seconds")
 BATCH_LOSS_COLUMNS = ("epoch", "batch", "loss")
 

@@ -55,7 +55,8 @@ def claims_table(claims: list[Claim] | None = None, root: Path = Path("."), alph
              "seeds_beyond_plan": e.beyond_plan, "effect": e.effect, "ci_low": e.ci_low, "ci_high": e.ci_high,
              "ci90_low": e.ci90_low, "ci90_high": e.ci90_high, "sesoi": e.sesoi, "p": e.p, "p_holm": e.p_holm,
              "exact": e.exact, "mde": e.mde, "seeds_needed": e.seeds_needed, "premises": "; ".join(e.premises),
-             "verdict": e.verdict, "paper_effect": paper_effect(c)}
+             "verdict": e.verdict, "paper_effect": paper_effect(c),
+             "orientation": c.orientation}
             for c, e in zip(claims, evidence)]
     return pd.DataFrame(rows, columns=COLUMNS), {p: d.scale() for p, d in loaded.items()}
 

@@ -85,7 +85,8 @@ class Claim:
 
     @property
     def orientation(self) -> int:
-        """+1 when a larger difference favours the statement, −1 when a smaller one does (forest plot)."""
+        """+1 when a larger difference favours the statement, −1 when a smaller one does (claims.csv's
+        orientation column; the forest plot draws each difference times it)."""
         return -1 if self.expected in ("less", "at_most") else 1
 
 

@@ -10,7 +10,7 @@ from trickbench.claims.verdict import ALPHA, VERDICTS
 
 COLUMNS = ["claim_id", "source", "statement", "preset", "study", "metric", "treatment", "control", "expected",
            "unit", "pooling", "n", "seeds_beyond_plan", "effect", "ci_low", "ci_high", "ci90_low", "ci90_high", "sesoi",
-           "p", "p_holm", "exact", "mde", "seeds_needed", "premises", "verdict", "paper_effect"]
+           "p", "p_holm", "exact", "mde", "seeds_needed", "premises", "verdict", "paper_effect", "orientation"]
 VERDICT_COLOURS = {"holds": "#1b7837", "contradicted": "#b2182b", "equivalent": "#2166ac", "underpowered": "#e08214",
                    "inconclusive": "#878787", "premise not met": "#8073ac", "not run": "#d9d9d9"}
 README_TABLE = ("<!-- claims:table:begin -->", "<!-- claims:table:end -->")
@@ -96,8 +96,7 @@ def readme_table(table: Any) -> str:
 def oriented(value: float, row: Any) -> float:
     """A difference in units of the claim's SESOI, signed so that positive favours the claim's statement."""
     scale = row.sesoi if row.sesoi and not math.isnan(row.sesoi) else 1.0
-    sign = -1 if row.expected.startswith(("treatment <", "treatment −")) else 1
-    return sign * value / scale
+    return row.orientation * value / scale
 
 
 def forest_figure(table: Any) -> Any:

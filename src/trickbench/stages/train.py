@@ -158,10 +158,10 @@ def write_run_outputs(files: RunFiles, result: TrainResult) -> None:
     last, once the run is logged)."""
     import torch
 
-    from trickbench.train.loop import HISTORY_COLUMNS
+    from trickbench.run_files import BATCH_LOSS_COLUMNS, HISTORY_COLUMNS
 
     write_csv(files.history, result.history, list(HISTORY_COLUMNS))
-    write_csv(files.batch_loss, result.batch_losses, ["epoch", "batch", "loss"])
+    write_csv(files.batch_loss, result.batch_losses, list(BATCH_LOSS_COLUMNS))
     with atomic_path(files.predictions) as tmp:
         with open(tmp, "wb") as handle:
             np.savez(handle, **result.predictions)

@@ -28,6 +28,7 @@ from trickbench.metrics import error_rate, log_loss
 from trickbench.nn.activations import make_activation, negative_slope, no_decay_parameter_names, prelu_parameters
 from trickbench.nn.initializers import initialize
 from trickbench.nn.models import build_model
+from trickbench.run_files import HISTORY_COLUMNS  # one definition for the writer (here) and its reader
 from trickbench.train import backends
 from trickbench.train.backends import restore_rng, rng_state
 from trickbench.train.balance import CLASS_BALANCES, ClassBalance
@@ -39,8 +40,6 @@ from trickbench.train.regularizers import (
     Regularization, apply_max_norm, l1_penalty, penalized_weights, regularization,
 )
 
-# one row per epoch: the history in a checkpoint, history.csv's columns, the metrics logged per epoch
-HISTORY_COLUMNS = ("epoch", "train_loss", "train_error", "val_loss", "val_error", "lr", "seconds")
 MAX_NORM_RESCALED = "max_norm_rescaled"  # units the constraint rescaled in the epoch (max-norm runs only)
 
 
