@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 COMMITTED = {
     "default": ("19fb089bae3df74b", "56f9ae97b359a378"),
     "scaled-cifar10": ("a3c446356eb000ce", "0df65bb365ded028"),
-    "scaled-ndsb": ("5dca2bb88464a94d", "c0da1cadac0fc367"),
+    "scaled-ndsb": ("dbb606da425fc002", "c0da1cadac0fc367"),  # issue 24, runs at 908f790 (120 epochs)
     "seed-augmentations": ("21445381e1252756", "a225ac1cd2adb077"),
     "seed-augmentations-v2": ("6da536c4095b8f9d", "53b6223646cce362"),  # issue 24, runs at 226749e, aafbe2f (colour)
     "ladder-1000": ("72eaeae9d6f02b08", "eb5bb3bdd1556238"),  # issue 24, runs at 79ec0a5 (160 epochs)
