@@ -15,7 +15,7 @@ from trickbench.errors import DataError
 from trickbench.data.prepared import Prepared
 from trickbench.grid import expand_grid
 from trickbench.nn.models import apply_finetune
-from trickbench.train.finetune import frozen_blocks
+from trickbench.train.finetune import frozen_blocks, load_finetune
 from trickbench.train.loop import TrainResult, build_network, parameter_groups, train
 from trickbench.train.regularizers import penalized_weights, regularization
 
@@ -89,6 +89,22 @@ def test_the_head_is_freshly_initialized_when_the_class_count_differs(checkpoint
     torch.testing.assert_close(result.model_state["head.fc.weight"], fresh["head.fc.weight"], rtol=0, atol=1e-20)
     torch.testing.assert_close(result.model_state["head.fc.bias"], torch.zeros(5), rtol=0, atol=1e-20)
     assert all(torch.equal(result.model_state[k], source[k]) for k in source if k.startswith("blocks."))
+
+
+def test_the_head_starts_fresh_even_when_the_class_count_matches(checkpoint) -> None:
+    """A source of 5 other classes: its head has the new head's shape but not its meaning, so only the
+    feature blocks are loaded (seed-transfer-small: CIFAR-10 classes 0-4 fine-tuned onto 5-9)."""
+    _, ten_class = checkpoint
+    config = train_config(**ARCHITECTURE, finetune_from="source.pt", finetune_mode="full")
+    source_network = fresh_network({**config, "seed": 1})  # another 5-class network: every tensor differs
+    source = {**source_network.state_dict(), **{k: v for k, v in ten_class.items() if k.startswith("blocks.")}}
+    assert source["head.fc.weight"].shape == fresh_network(config).state_dict()["head.fc.weight"].shape
+    model = fresh_network(config)
+    fresh_head = {k: v.clone() for k, v in model.state_dict().items() if k.startswith("head.")}
+    assert not torch.equal(fresh_head["head.fc.weight"], source["head.fc.weight"])
+    load_finetune(model, config, source)
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, fresh_head[key] if key.startswith("head.") else source[key]), key
 
 
 def test_top_trains_the_head_and_the_last_block(checkpoint) -> None:

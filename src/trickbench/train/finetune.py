@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from trickbench.errors import DataError
-from trickbench.nn.models import apply_finetune, load_backbone
+from trickbench.nn.models import HEAD_PREFIX, apply_finetune, load_backbone
 
 def finetune_source(path: str | Path) -> dict[str, torch.Tensor]:
     """The state dict that `train.finetune_from` names (the model.pt of an earlier run).
@@ -46,13 +46,17 @@ def train_mode(model: nn.Module, frozen: list[nn.Module]) -> None:
 
 
 def load_finetune(model: nn.Module, config: dict[str, Any], source: dict[str, torch.Tensor] | None) -> list[nn.Module]:
-    """Load `source` (train.finetune_from's state dict) into `model` and apply `finetune_mode`; the blocks
-    that fine-tuning froze (none without a source)."""
+    """Load the feature blocks of `source` (train.finetune_from's state dict) into `model`, never its head,
+    and apply `finetune_mode`; the blocks that fine-tuning froze (none without a source)."""
     if source is None:
         return []
-    # tensors whose name and shape match are loaded; a head of another class count keeps its fresh init
+    # The head is the source task's classifier: its outputs mean the source's classes, even where their count
+    # matches the new task's (CIFAR-10 classes 0-4 against 5-9), so it keeps its fresh init, as the seed's
+    # fine-tuning replaces the last layer. Loaded, its confident wrong logits send gradients that wreck a
+    # fully fine-tuned backbone (seed-transfer-small's first runs, 908f790: full fine-tuning fell to chance).
+    backbone = {name: tensor for name, tensor in source.items() if not name.startswith(HEAD_PREFIX)}
     try:
-        load_backbone(model, source)
+        load_backbone(model, backbone)
     except ValueError as error:  # nothing matches: another architecture or width
         raise DataError(f"train.finetune_from: {config['finetune_from']}: {error}") from None
     apply_finetune(model, config["finetune_mode"])
