@@ -35,7 +35,7 @@ COMMITTED = {
     "seed-regularizers-v2": ("2efad28d0c3865fd", "53b6223646cce362"),  # issue 24, runs at aafbe2f
     "seed-learning-rates-v2": ("d7301d7736a71910", "53b6223646cce362"),  # issue 24, runs at aafbe2f
     "seed-transfer-source": ("a08f3f6fd625dbff", "8afee0d2795e16fb"),  # issue 24, runs at 976c74e
-    "seed-transfer-small": ("a9c746c79dd01cbb", "61d0d03d3863feaa"),  # issue 24, runs at 908f790
+    "seed-transfer-small": ("a9c746c79dd01cbb", "61d0d03d3863feaa"),  # issue 24, runs at 7725d0b (fresh head)
     "seed-class-imbalance-v2": ("74b7568a47034e7d", "c0da1cadac0fc367"),  # issue 24, runs at 908f790
     "seed-transfer-large": ("08915f543c23c0d0", "cb1ab5d17b646485"),  # issue 24, runs at 7725d0b
     "seed-class-imbalance": ("cad0ec0bb33bb610", "c0da1cadac0fc367"),
