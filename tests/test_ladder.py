@@ -35,8 +35,7 @@ def test_every_template_is_tested_again_on_every_rung_and_nowhere_else():
 
 BASE_EPOCHS = 80
 # The rung rule: 80 epochs, doubled until the ReLU control fits (the claims' FITS premise: mean training
-# error <= 0.05). The tries that
-# missed, in git: (epochs, the ReLU control's mean training error).
+# error <= 0.05). The tries that missed, in git: (epochs, the ReLU control's mean training error).
 MISSED = {"ladder-1000": [(80, 0.17)], "ladder-2000": [(80, 0.054)], "ladder-4000": []}
 
 
