@@ -279,6 +279,21 @@ def test_the_forest_plot_places_each_claim_in_units_of_its_sesoi(synthetic):
     assert colours["effect:holds"] != colours["effect:underpowered"]
 
 
+def test_the_forest_plot_has_the_same_bytes_whatever_theme_the_process_has_set(synthetic, tmp_path):
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    from trickbench.claims.render import forest_plot
+
+    _, table, _ = synthetic
+    with plt.style.context("default"):
+        forest_plot(table.reset_index(), tmp_path / "plain.png")
+    with plt.style.context("default"):
+        sns.set_theme(style="whitegrid", context="notebook")  # what importing trickbench.report.figures does
+        forest_plot(table.reset_index(), tmp_path / "themed.png")
+    assert (tmp_path / "themed.png").read_bytes() == (tmp_path / "plain.png").read_bytes()
+
+
 # ------------------------------------------------------------------------------------------------ commands
 
 def _run(root, *args):

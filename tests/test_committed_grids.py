@@ -39,6 +39,7 @@ COMMITTED = {
     "seed-class-imbalance-v2": ("74b7568a47034e7d", "c0da1cadac0fc367"),  # issue 24, runs at 908f790
     "seed-transfer-large": ("08915f543c23c0d0", "cb1ab5d17b646485"),  # issue 24, runs at 7725d0b
     "seed-batchnorm": ("0f313a963b99328e", "096a7231e8aec0a0"),  # issue 24, runs at 7725d0b
+    "seed-optimizers": ("ba3b727d2aa90154", "72e0eed2e1db38be"),  # issue 24, runs at 8435114
     "seed-class-imbalance": ("cad0ec0bb33bb610", "c0da1cadac0fc367"),
     "seed-initializers": ("09f42a46d255be09", "56f9ae97b359a378"),
     "seed-learning-rates": ("57722cadf1f4e4ef", "a225ac1cd2adb077"),

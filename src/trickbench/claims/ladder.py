@@ -111,5 +111,5 @@ def write_ladder(table: Any, claims: list[Claim], out_dir: Path, figure_paths: t
         return None
     with atomic_path(out_dir / "ladder.csv") as tmp:
         ladder.to_csv(tmp, index=False)
-    save_figure(ladder_figure(ladder), (out_dir / "ladder.png", *figure_paths))
+    save_figure(lambda: ladder_figure(ladder), (out_dir / "ladder.png", *figure_paths))
     return ladder

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from trickbench.claims.verdict import ALPHA, VERDICTS
 
@@ -141,21 +141,29 @@ def forest_figure(table: Any) -> Any:
     return fig
 
 
-def save_figure(fig: Any, paths: tuple[Path, ...], dpi: int = 120) -> None:
-    """`fig` written to each of `paths` (atomically, byte-stable: no software or date in the PNG), then closed."""
+def save_figure(draw: Callable[[], Any], paths: tuple[Path, ...], dpi: int = 120) -> None:
+    """The figure `draw()` makes, written to each of `paths` (atomically, byte-stable: no software or date in
+    the PNG), then closed. Drawn and written under matplotlib's own defaults: the report's figures set a
+    seaborn theme on import, and without this the same table gave other bytes in the Snakemake report stage
+    than in `trickbench claims`."""
+    import matplotlib
+
+    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     from trickbench.io import atomic_path
 
-    for path in paths:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=dpi, format=path.suffix.lstrip("."), metadata={"Software": None})
+    with plt.style.context("default"):
+        fig = draw()
+        for path in paths:
+            with atomic_path(path) as tmp:
+                fig.savefig(tmp, dpi=dpi, format=path.suffix.lstrip("."), metadata={"Software": None})
     plt.close(fig)
 
 
 def forest_plot(table: Any, *paths: Path, dpi: int = 120) -> None:
     """forest_figure(table), drawn once and written to each of `paths`."""
-    save_figure(forest_figure(table), paths, dpi)
+    save_figure(lambda: forest_figure(table), paths, dpi)
 
 
 def readme_parts(path: Path) -> tuple[str, str]:
