@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 # first 16 hex digits, computed at 600ed77 (the commit before data.classes and the new components)
 COMMITTED = {
     "default": ("19fb089bae3df74b", "56f9ae97b359a378"),
-    "scaled-cifar10": ("a3c446356eb000ce", "0df65bb365ded028"),
+    "scaled-cifar10": ("a3c446356eb000ce", "c7b1c38a3ff161b6"),  # issue 24 item 5, runs at 8435114 (full test set)
     "scaled-ndsb": ("dbb606da425fc002", "c0da1cadac0fc367"),  # issue 24, runs at 908f790 (120 epochs)
     "seed-augmentations": ("21445381e1252756", "a225ac1cd2adb077"),
     "seed-augmentations-v2": ("6da536c4095b8f9d", "53b6223646cce362"),  # issue 24, runs at 226749e, aafbe2f (colour)
