@@ -11,7 +11,7 @@ from trickbench.params import load_params
 from trickbench.paths import Layout
 
 REPO = Path(__file__).resolve().parents[1]
-CIFAR = ["seed-augmentations-v2", "seed-regularizers-v2", "seed-learning-rates-v2", "seed-optimizers", "seed-batchnorm", "seed-transfer-source",
+CIFAR = ["seed-augmentations-v2", "seed-regularizers-v2", "seed-learning-rates-v2", "seed-optimizers", "seed-optimizers-long", "seed-batchnorm", "seed-transfer-source",
          "seed-transfer-small", "seed-transfer-large"]
 NEW = [*CIFAR, "seed-class-imbalance-v2"]
 
@@ -59,6 +59,19 @@ def test_optimizers_each_at_its_usual_rate_and_two_batch_sizes_at_one_rate() -> 
     assert {p.config["schedule"] for p in points} == {"constant"}
     assert values("seed-optimizers", "batch_size", "batch_size") == [64, 256]
     assert values("seed-optimizers", "batch_size", "lr") == [0.05]
+
+
+def test_optimizers_long_continues_seed_optimizers_points_with_an_epoch_budget_per_optimizer() -> None:
+    short = {(p.config["optimizer"], p.config["seed"]): p.config for p in expand_grid(params_of("seed-optimizers"))
+             if p.study == "optimizers"}
+    budgets = {}
+    for point in expand_grid(params_of("seed-optimizers-long")):
+        config = point.config
+        same = short[(config["optimizer"], config["seed"])]
+        assert {k for k in config if config[k] != same[k]} == {"epochs"}, point.point_id
+        budgets.setdefault(config["optimizer"], set()).add(config["epochs"])
+    assert budgets == {"adam": {60}, "rmsprop": {80}, "adagrad": {300}}
+    assert params_of("seed-optimizers-long")["data"] == params_of("seed-optimizers")["data"]
 
 
 def test_batchnorm_crosses_normalisation_learning_rate_and_initialisation() -> None:

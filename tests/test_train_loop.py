@@ -210,6 +210,18 @@ def test_interrupted_run_resumes_bit_identically(tmp_path, schedule: str) -> Non
     assert TrainState.load(checkpoint, {"cpu": "another configuration"}, "cpu", patience=None) is None
 
 
+@pytest.mark.parametrize("optimizer", ["adam", "adagrad", "rmsprop"])
+def test_at_a_constant_rate_a_longer_run_is_the_shorter_one_continued(optimizer: str) -> None:
+    # seed-optimizers-long rests on this: its epoch budgets differ by optimizer, and its first 30 epochs
+    # are seed-optimizers' runs; with snapshots, which read predictions at budget-dependent epochs
+    config = dict(RANDOM_CONFIG, optimizer=optimizer, lr=0.01, schedule="constant", snapshots=2, seed=5)
+    short, longer = run(**config | {"epochs": 2}), run(**config | {"epochs": 4})
+    assert without_seconds(longer.history[:2]) == without_seconds(short.history)
+    assert longer.batch_losses[:len(short.batch_losses)] == short.batch_losses
+    cosine = run(**config | {"epochs": 4, "schedule": "cosine"})  # the counter-case: the budget shapes the rate
+    assert without_seconds(cosine.history[:2]) != without_seconds(short.history)
+
+
 EARLY_STOPPED_CONFIG = dict(regularizers=["early_stopping", "batch_norm"], patience=1, lr=2.0, schedule="constant",
                             epochs=8, batch_size=128)
 
