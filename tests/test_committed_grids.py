@@ -43,8 +43,8 @@ COMMITTED = {
     "seed-optimizers-long": ("421cf25b731029e0", "72e0eed2e1db38be"),  # issue 24, runs at e2f22a2
     "seed-class-imbalance": ("cad0ec0bb33bb610", "c0da1cadac0fc367"),
     "seed-initializers": ("09f42a46d255be09", "56f9ae97b359a378"),
-    "seed-learning-rates": ("57722cadf1f4e4ef", "a225ac1cd2adb077"),
-    "seed-regularizers": ("10b749cb6c8599b2", "a225ac1cd2adb077"),
+    "seed-learning-rates": ("57722cadf1f4e4ef", "07d9bebe8e9857e6"),  # issue 24 item 5, runs at HEAD (full test set)
+    "seed-regularizers": ("10b749cb6c8599b2", "07d9bebe8e9857e6"),  # issue 24 item 5, runs at HEAD (full test set)
 }
 
 
