@@ -26,7 +26,7 @@ COMMITTED = {
     "default": ("19fb089bae3df74b", "56f9ae97b359a378"),
     "scaled-cifar10": ("a3c446356eb000ce", "c7b1c38a3ff161b6"),  # issue 24 item 5, runs at 8435114 (full test set)
     "scaled-ndsb": ("dbb606da425fc002", "c0da1cadac0fc367"),  # issue 24, runs at 908f790 (120 epochs)
-    "seed-augmentations": ("21445381e1252756", "07d9bebe8e9857e6"),  # issue 24 item 5, runs at HEAD (full test set)
+    "seed-augmentations": ("21445381e1252756", "07d9bebe8e9857e6"),  # issue 24 item 5, runs at 2e438d0 (full test set)
     "seed-augmentations-v2": ("6da536c4095b8f9d", "53b6223646cce362"),  # issue 24, runs at 226749e, aafbe2f (colour)
     "ladder-1000": ("72eaeae9d6f02b08", "eb5bb3bdd1556238"),  # issue 24, runs at 79ec0a5 (160 epochs)
     "ladder-4000": ("aead1a1a224e1f72", "0769ff697f16f158"),  # issue 24, runs at 79ec0a5
@@ -43,8 +43,8 @@ COMMITTED = {
     "seed-optimizers-long": ("421cf25b731029e0", "72e0eed2e1db38be"),  # issue 24, runs at e2f22a2
     "seed-class-imbalance": ("cad0ec0bb33bb610", "c0da1cadac0fc367"),
     "seed-initializers": ("09f42a46d255be09", "56f9ae97b359a378"),
-    "seed-learning-rates": ("57722cadf1f4e4ef", "07d9bebe8e9857e6"),  # issue 24 item 5, runs at HEAD (full test set)
-    "seed-regularizers": ("10b749cb6c8599b2", "07d9bebe8e9857e6"),  # issue 24 item 5, runs at HEAD (full test set)
+    "seed-learning-rates": ("57722cadf1f4e4ef", "07d9bebe8e9857e6"),  # issue 24 item 5, runs at 2e438d0 (full test set)
+    "seed-regularizers": ("10b749cb6c8599b2", "07d9bebe8e9857e6"),  # issue 24 item 5, runs at 2e438d0 (full test set)
 }
 
 
